@@ -1,0 +1,363 @@
+"""Images as uint8 tensors in memory: CIFAR-10, any ImageFolder, ImageNet samples, photos.
+
+Decoding happens once; training batches are sliced from memory and augmented as
+batched tensor ops on the training device, so no per-image PIL work sits in the loop.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from . import settings as _settings
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+CACHE_FORMAT = 1  # bump when the cached layout changes; older files are rebuilt
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised with the places searched and the ways to get the data."""
+
+
+@dataclass
+class ImageSet:
+    """Images (N, 3, H, W) uint8, labels (N,) int64 and the class names, all in memory."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index) -> "ImageSet":
+        index = torch.as_tensor(index) if not isinstance(index, slice) else index
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+    def subset(self, per_class: int | None = None, total: int | None = None, seed: int = 0) -> "ImageSet":
+        """A class-balanced random subset: `per_class` images of each class, or `total` overall."""
+        if per_class is None and total is None:
+            return self
+        per_class = per_class if per_class is not None else max(1, total // len(self.classes))
+        generator = torch.Generator().manual_seed(seed)
+        keep = []
+        for c in range(len(self.classes)):
+            members = torch.nonzero(self.labels == c).flatten()
+            keep.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+        return self[torch.cat(keep).sort().values]
+
+    def floats(self, device=None) -> torch.Tensor:
+        """Images as float32 in [0, 1] on `device`."""
+        return to_float(self.images.to(device) if device is not None else self.images)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]; floats pass through."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x - mean) / std
+
+
+def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x * std + mean
+
+
+# ---------------------------------------------------------------- reading images
+
+def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """One image file as RGB uint8 (H, W, 3), whatever its mode; `size` resizes the short side.
+
+    Raises ValueError naming the file when it is not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = _to_rgb(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}. Remove the file or replace it "
+                         f"with a JPEG or PNG.") from err
+    if size is not None:
+        rgb = resize_short_side(rgb, size)
+    return np.asarray(rgb)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode.startswith("I;16") or img.mode in {"I", "F"}:
+        arr = np.asarray(img, dtype=np.float64)
+        span = max(arr.max() - arr.min(), 1e-12)
+        img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def resize_short_side(img: Image.Image | np.ndarray, size: int) -> Image.Image:
+    img = Image.fromarray(img) if isinstance(img, np.ndarray) else img
+    w, h = img.size
+    scale = size / min(w, h)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    h, w = array.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return array[top:top + size, left:left + size]
+
+
+def load_photo(source, size: int = 224) -> torch.Tensor:
+    """A photo (path, PIL image or HxWx3 array) as a (1, 3, size, size) float tensor in [0, 1]:
+    short side resized to `size * 256 / 224`, then centre-cropped (torchvision's eval recipe)."""
+    if isinstance(source, (str, Path)):
+        array = read_image(source)
+    else:
+        array = np.asarray(_to_rgb(source) if isinstance(source, Image.Image) else source)
+        if array.ndim == 2:
+            array = np.stack([array] * 3, axis=-1)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"expected an image of shape (H, W, 3), got {array.shape}")
+        array = array[..., :3]
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {array.dtype}; convert with (img*255).astype('uint8')")
+    resized = np.asarray(resize_short_side(array, round(size * 256 / 224)))
+    crop = center_crop(resized, size)
+    return torch.from_numpy(crop.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def photo(name: str) -> np.ndarray:
+    """A photograph shipped with scikit-image, e.g. 'chelsea' (a cat), 'coffee', 'astronaut'."""
+    import skimage.data
+    known = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right", "cat"]
+    if name not in known:
+        raise ValueError(f"unknown photo {name!r}; choose one of {known}")
+    return getattr(skimage.data, name)()
+
+
+# ---------------------------------------------------------------- folders
+
+def scan_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, class index) for every image in root/<class>/*, classes in sorted order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"no folder {root}: make one with a sub-folder per class, "
+                                f"e.g. {root}/cats/1.jpg and {root}/dogs/1.jpg")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataNotFoundError(f"{root} has no class folders: put images in {root}/<class>/<image>.jpg")
+    items = []
+    for index, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            warnings.warn(f"class folder {root / name} has no images; it keeps its index {index}")
+        items.extend((p, index) for p in files)
+    if not items:
+        raise DataNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    return items, classes
+
+
+def image_folder(root: str | Path, size: int = 32, skip_bad: bool = False) -> ImageSet:
+    """Any folder of root/<class>/<image> as an ImageSet of size x size images
+    (short side resized, centre-cropped; any mode converted to RGB).
+
+    An unreadable file raises an error naming it, or with skip_bad=True is skipped with a warning.
+    """
+    items, classes = scan_folder(root)
+    images, labels = [], []
+    for path, label in items:
+        try:
+            array = center_crop(np.asarray(resize_short_side(read_image(path), size)), size)
+        except ValueError as err:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipped {path}: {err.__cause__}")
+            continue
+        images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        labels.append(label)
+    if not images:
+        raise DataNotFoundError(f"none of the images under {root} could be read")
+    return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes)
+
+
+# ---------------------------------------------------------------- caches
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: Path):
+    """torch.load, or None when the file is missing, truncated or not a torch file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # truncated zip, pickle error, ...: rebuild rather than use garbage
+        warnings.warn(f"ignoring unreadable cache file {path} ({type(err).__name__}); it will be rebuilt")
+        return None
+
+
+def _fingerprint(items: list[tuple[Path, int]]) -> str:
+    digest = hashlib.sha1()
+    for path, label in items:
+        stat = path.stat()
+        digest.update(f"{path.name}:{label}:{stat.st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_folder(root: Path, size: int, cache_name: str, cfg=None) -> ImageSet:
+    """image_folder(root, size), decoded once and cached (atomically) under the cache dir."""
+    cfg = cfg or _settings.load()
+    items, classes = scan_folder(root)
+    key = _fingerprint(items)
+    path = cfg.cache_dir / f"{cache_name}-{size}px.pt"
+    cached = safe_load(path)
+    if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached.get("key") == key:
+        return ImageSet(cached["images"], cached["labels"], cached["classes"])
+    dataset = image_folder(root, size=size)
+    atomic_save({"format": CACHE_FORMAT, "key": key, "images": dataset.images,
+                 "labels": dataset.labels, "classes": dataset.classes}, path)
+    return dataset
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+def find_dataset(name: str, cfg=None) -> Path | None:
+    """The first data root that holds `name` (e.g. 'cifar10', 'imagenet-samples')."""
+    cfg = cfg or _settings.load()
+    for root in cfg.data_roots:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def cifar10(split: str = "train", cfg=None) -> ImageSet:
+    """CIFAR-10 as uint8 tensors: from an ImageFolder copy under a data root, else downloaded.
+
+    The first call decodes the JPEGs (a few seconds) and caches them; later calls take well under a second.
+    """
+    if split not in {"train", "test"}:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    cfg = cfg or _settings.load()
+    folder = find_dataset("cifar10", cfg)
+    if folder is not None and (folder / split).is_dir():
+        return cached_folder(folder / split, 32, f"cifar10-{split}", cfg)
+    return _downloaded_cifar10(split, cfg)
+
+
+def can_download(host: str = "download.pytorch.org", timeout: float = 2.0) -> bool:
+    """True when `host` answers; the only place besides downloads that touches the network."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _downloaded_cifar10(split: str, cfg) -> ImageSet:
+    target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
+    path = cfg.cache_dir / f"cifar10-{split}-official.pt"
+    cached = safe_load(path)
+    if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT:
+        return ImageSet(cached["images"], cached["labels"], cached["classes"])
+    if cfg.offline or not can_download("www.cs.toronto.edu"):
+        roots = "\n  ".join(str(r / "cifar10") for r in cfg.data_roots)
+        raise DataNotFoundError(
+            f"CIFAR-10 not found. Searched:\n  {roots}\nFix it either way:\n"
+            f"  1. put an ImageFolder copy at <root>/cifar10/{{train,test}}/<class>/*.jpg and set "
+            f"COURSEKIT_DATA=<root> (e.g. COURSEKIT_DATA=../shared/data), or\n"
+            f"  2. connect to the internet and run again: torchvision downloads it into {target}.")
+    return _download_cifar10(split, target, path)
+
+
+def _download_cifar10(split: str, target: Path, path: Path) -> ImageSet:
+    """torchvision's download (checksummed, so a half-finished one is never taken as complete)."""
+    import torchvision
+    official = torchvision.datasets.CIFAR10(str(target), train=(split == "train"), download=True)
+    images = torch.from_numpy(official.data).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(official.targets, dtype=torch.int64)
+    atomic_save({"format": CACHE_FORMAT, "images": images, "labels": labels,
+                 "classes": list(official.classes)}, path)
+    return ImageSet(images, labels, list(official.classes))
+
+
+# ---------------------------------------------------------------- ImageNet sample photos
+
+def imagenet_samples(cfg=None) -> list[tuple[Path, int, str]]:
+    """(path, class index, class name) for the one-photo-per-class ImageNet samples, by index."""
+    folder = find_dataset("imagenet-samples", cfg)
+    if folder is None:
+        cfg = cfg or _settings.load()
+        raise DataNotFoundError(f"no imagenet-samples folder under {[str(r) for r in cfg.data_roots]}; "
+                                f"set COURSEKIT_DATA to a root that has one, or use data.photo(...)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [(p, i, p.stem.split("_", 1)[1].replace("_", " ")) for i, p in enumerate(files)]
+
+
+# ---------------------------------------------------------------- augmentation
+
+def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, pca_jitter: float = 0.0,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """AlexNet's augmentation for a float batch (N, C, H, W) in [0, 1], as batched tensor ops:
+    random crops from the image padded by `pad` (reflect), random horizontal flips, and PCA
+    colour jitter with standard deviation `pca_jitter` (the paper used 0.1)."""
+    n, _, h, w = x.shape
+    device = x.device
+    rand = lambda *shape: torch.rand(*shape, generator=generator, device="cpu").to(device)
+    if pad:
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        dy = (rand(n) * (2 * pad + 1)).long()
+        dx = (rand(n) * (2 * pad + 1)).long()
+        rows = (torch.arange(h, device=device) + dy[:, None])  # (n, h)
+        cols = (torch.arange(w, device=device) + dx[:, None])  # (n, w)
+        x = padded[torch.arange(n, device=device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=device)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
+    if flip:
+        mirror = rand(n) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(3), x)
+    if pca_jitter:
+        x = x + pca_colour_shift(n, pca_jitter, device, generator)[:, :, None, None]
+    return x
+
+
+# Eigen-decomposition of ImageNet's RGB covariance (values used by fb.resnet.torch / AlexNet).
+_PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+_PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
+                            [-0.5808, -0.0045, -0.8140],
+                            [-0.5836, -0.6948, 0.4203]])
+
+
+def pca_colour_shift(n: int, std: float, device, generator=None) -> torch.Tensor:
+    """AlexNet's 'fancy PCA': add sum_i alpha_i * lambda_i * p_i to every pixel, alpha ~ N(0, std)."""
+    alpha = torch.randn(n, 3, generator=generator) * std
+    return ((alpha * _PCA_EIGVAL) @ _PCA_EIGVEC.T).to(device)

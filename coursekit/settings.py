@@ -1,0 +1,96 @@
+"""One frozen record of how the course runs, read from the environment.
+
+COURSEKIT_QUICK=1       quick mode: smaller images, epochs and steps (CI uses it)
+COURSEKIT_DATA=a:b      read-only data roots, searched in order (default: data/)
+COURSEKIT_CACHE=dir     writable cache for decoded data and trained models (default: data/cache)
+COURSEKIT_DEVICE=cpu    force a device (default: cuda, then mps, then cpu)
+COURSEKIT_OFFLINE=1     never try to download (default: probe when a download is needed)
+COURSEKIT_SEED=0        the seed every notebook starts from
+COURSEKIT_BACKBONE=auto imagenet, cifar10 or auto
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    data_roots: tuple[Path, ...]
+    cache_dir: Path
+    device: torch.device
+    offline: bool
+    seed: int
+    backbone: str
+
+    def pick(self, quick, full):
+        """The quick-mode value in quick mode, else the full one: sizes only, never code paths."""
+        return quick if self.quick else full
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _device(value: str | None) -> torch.device:
+    if not value:
+        return default_device()
+    try:
+        device = torch.device(value)
+    except RuntimeError as err:
+        raise ValueError(f"COURSEKIT_DEVICE={value!r} is not a device; use cpu, cuda, cuda:1 or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"COURSEKIT_DEVICE={value!r} but this machine has no CUDA GPU; unset it or use cpu")
+    return device
+
+
+def _paths(value: str | None, default: Path) -> tuple[Path, ...]:
+    if not value:
+        return (default,)
+    return tuple(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p.strip())
+
+
+def load() -> Settings:
+    """Read the settings from the environment (cheap; call again after changing os.environ)."""
+    seed_text = os.environ.get("COURSEKIT_SEED", "0")
+    if not seed_text.isdigit():
+        raise ValueError(f"COURSEKIT_SEED={seed_text!r} must be a non-negative whole number")
+    backbone = os.environ.get("COURSEKIT_BACKBONE", "auto").strip() or "auto"
+    if backbone not in {"auto", "imagenet", "cifar10"}:
+        raise ValueError(f"COURSEKIT_BACKBONE={backbone!r}: use auto, imagenet or cifar10")
+    cache = os.environ.get("COURSEKIT_CACHE")
+    return Settings(
+        quick=_flag("COURSEKIT_QUICK"),
+        data_roots=_paths(os.environ.get("COURSEKIT_DATA"), PROJECT_ROOT / "data"),
+        cache_dir=Path(cache).expanduser().resolve() if cache else PROJECT_ROOT / "data" / "cache",
+        device=_device(os.environ.get("COURSEKIT_DEVICE")),
+        offline=_flag("COURSEKIT_OFFLINE"),
+        seed=int(seed_text),
+        backbone=backbone,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,255 @@
+"""fit / evaluate / top-k accuracy / History / checkpoints that resume.
+
+Batches are slices of uint8 tensors held in memory, moved to the device and augmented there.
+Every epoch re-seeds from (seed, epoch), so a run resumed from a checkpoint ends with the same
+weights as one that was never interrupted.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as _data
+from . import settings as _settings
+
+
+@dataclass
+class History:
+    """One row per epoch: loss, accuracies, learning rate and seconds."""
+    rows: list[dict] = field(default_factory=list)
+
+    def append(self, **row) -> None:
+        self.rows.append(row)
+
+    def __getitem__(self, key: str) -> list:
+        return [row.get(key) for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def last(self) -> dict:
+        return self.rows[-1] if self.rows else {}
+
+    def to_frame(self):
+        import pandas as pd
+        return pd.DataFrame(self.rows).set_index("epoch") if self.rows else pd.DataFrame()
+
+    def plot(self, title: str = ""):
+        from .plot import curves
+        return curves(self, title=title)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
+    """How many of the labels are among the top-k logits, for each k."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return [int(hits[:, :k].any(1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, device=None) -> torch.Tensor:
+    """Logits for uint8 or float images, in batches, on the CPU."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(_data.to_float(images[i:i + batch_size].to(device))).float().cpu()
+               for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500) -> dict:
+    """Top-1 and top-5 accuracy (fractions) and mean loss of `model` on `dataset`."""
+    logits = predict(model, dataset.images, batch_size)
+    top1, top5 = topk_correct(logits, dataset.labels)
+    n = max(1, len(dataset))
+    return {"top1": top1 / n, "top5": top5 / n, "loss": F.cross_entropy(logits, dataset.labels).item()}
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,
+                    keep: int = 2) -> Path:
+    path = Path(directory) / f"epoch-{epoch:04d}.pt"
+    _data.atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict() if scheduler else None,
+                       "history": history.rows}, path)
+    for old in sorted(Path(directory).glob("epoch-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def latest_checkpoint(directory: Path | None) -> dict | None:
+    """The newest checkpoint that loads; a truncated or corrupt one is reported and skipped."""
+    if directory is None:
+        return None
+    for path in sorted(Path(directory).glob("epoch-*.pt"), reverse=True):
+        state = _data.safe_load(path)
+        if isinstance(state, dict) and {"epoch", "model", "optimizer"} <= state.keys():
+            return state
+        warnings.warn(f"checkpoint {path} is damaged; falling back to an earlier one or starting over")
+    return None
+
+
+# ---------------------------------------------------------------- training
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA GPUs that support it (a no-op elsewhere unless asked)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def make_optimizer(model, lr, momentum, weight_decay):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+
+
+def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, steps_per_epoch: int):
+    if schedule in (None, "constant"):
+        return None
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
+                                                   steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    if schedule == "step":  # the paper: divide by 10 when progress stalls; here at 50% and 75%
+        milestones = [int(epochs * steps_per_epoch * f) for f in (0.5, 0.75)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    raise ValueError(f"schedule must be 'onecycle', 'step', 'constant' or None, not {schedule!r}")
+
+
+def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | None = None, *,
+        epochs: int = 10, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
+        weight_decay: float = 5e-4, schedule: str | None = "onecycle", augment: bool = True,
+        pca_jitter: float = 0.0, label_smoothing: float = 0.0, seed: int | None = None,
+        checkpoint_dir: str | Path | None = None, progress: bool = True, live: bool = False,
+        autocast: bool | None = None, device=None) -> History:
+    """Train `model` with SGD (momentum, weight decay, as in the paper) on an in-memory ImageSet.
+
+    checkpoint_dir: save after every epoch and resume from the newest valid checkpoint there.
+    live: redraw loss/accuracy curves in the notebook after each epoch.
+    autocast: mixed precision (bf16); default on for CUDA, off on the CPU.
+    """
+    _check_fit_args(train_set, epochs, batch_size, lr)
+    cfg = _settings.load()
+    device = torch.device(device) if device is not None else cfg.device
+    seed = cfg.seed if seed is None else seed
+    autocast = device.type == "cuda" if autocast is None else autocast
+    model.to(device)
+    if device.type in {"cuda", "cpu"}:
+        model.to(memory_format=torch.channels_last)
+    steps = math.ceil(len(train_set) / batch_size)
+    optimizer = make_optimizer(model, lr, momentum, weight_decay)
+    scheduler = make_scheduler(optimizer, schedule, lr, epochs, steps)
+    history, start = _resume(checkpoint_dir, model, optimizer, scheduler)
+    bar = _progress_bar(epochs * steps, start * steps, progress)
+    images = train_set.images.to(device, non_blocking=True)
+    labels = train_set.labels.to(device, non_blocking=True)
+    try:
+        for epoch in range(start, epochs):
+            tic = time.perf_counter()
+            generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            torch.manual_seed(seed * 100_003 + epoch)  # dropout
+            stats = _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
+                                 augment, pca_jitter, label_smoothing, device, autocast, bar)
+            row = {"epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - tic}
+            if test_set is not None:
+                scores = evaluate(model, test_set)
+                row.update(test_top1=scores["top1"], test_top5=scores["top5"], test_loss=scores["loss"])
+            history.append(**row)
+            if checkpoint_dir is not None:
+                save_checkpoint(checkpoint_dir, epoch + 1, model, optimizer, scheduler, history)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("loss", "test_top1")})
+            if live:
+                _redraw(history)
+    except torch.OutOfMemoryError as err:
+        raise RuntimeError(f"out of memory with batch_size={batch_size} on {device}: try "
+                           f"batch_size={max(1, batch_size // 2)}") from err
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    return history
+
+
+def _check_fit_args(train_set, epochs, batch_size, lr):
+    if not isinstance(train_set, _data.ImageSet):
+        raise TypeError(f"train_set must be a coursekit.data.ImageSet, not {type(train_set).__name__}")
+    if len(train_set) == 0:
+        raise ValueError("train_set is empty")
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a whole number >= 1, not {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, not {lr!r}")
+
+
+def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
+                 augment, pca_jitter, label_smoothing, device, autocast, bar) -> dict:
+    model.train()
+    order = torch.randperm(len(labels), generator=generator).to(device)
+    total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        x = _data.to_float(images[idx])
+        if augment:
+            x = _data.augment(x, pca_jitter=pca_jitter, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[idx]
+        with autocast_for(device, autocast):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        if bar is not None:
+            bar.update(1)
+    n = len(labels)
+    return {"loss": total_loss.item() / n, "train_top1": correct.item() / n}
+
+
+def _resume(checkpoint_dir, model, optimizer, scheduler) -> tuple[History, int]:
+    state = latest_checkpoint(checkpoint_dir)
+    if state is None:
+        return History(), 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    return History(list(state["history"])), int(state["epoch"])
+
+
+def _progress_bar(total, initial, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc="training", unit="batch", leave=False)
+
+
+def _redraw(history: History):
+    from IPython.display import clear_output, display
+    import matplotlib.pyplot as plt
+    clear_output(wait=True)
+    figure = history.plot()
+    display(figure)
+    plt.close(figure)

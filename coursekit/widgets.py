@@ -1,0 +1,108 @@
+"""'Try it' panels: a plain callback plus declared controls, shown with ipywidgets.
+
+The callback is an ordinary function (tests call it directly across the declared ranges);
+`panel` only builds the sliders and re-draws the callback's Figure when one moves.
+
+    controls = [Slider("eps", 0, 16, 1, 4), Choice("method", ["fgsm", "pgd"])]
+    panel(partial(show_attack, backbone, image), controls)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Slider:
+    name: str
+    min: float
+    max: float
+    step: float
+    value: float
+    description: str = ""
+
+    def check(self, value) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError(f"slider {self.name!r} takes a number, not {value!r}")
+        if not self.min <= value <= self.max:
+            raise ValueError(f"slider {self.name!r} is {value}, outside its range "
+                             f"[{self.min}, {self.max}]; pick a value inside it")
+
+    def values(self) -> list:
+        """Low end, default and high end: what tests sweep."""
+        return sorted({self.min, self.value, self.max})
+
+    def widget(self):
+        import ipywidgets as w
+        whole = all(float(v).is_integer() for v in (self.min, self.max, self.step, self.value))
+        cls = w.IntSlider if whole else w.FloatSlider
+        cast = int if whole else float
+        return cls(value=cast(self.value), min=cast(self.min), max=cast(self.max), step=cast(self.step),
+                   description=self.description or self.name, continuous_update=False,
+                   style={"description_width": "initial"})
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    options: Sequence[Any]
+    value: Any = None
+    description: str = ""
+
+    def check(self, value) -> None:
+        if value not in list(self.options):
+            raise ValueError(f"{self.name!r} is {value!r}; choose one of {list(self.options)}")
+
+    def values(self) -> list:
+        return list(self.options)
+
+    def widget(self):
+        import ipywidgets as w
+        value = self.options[0] if self.value is None else self.value
+        return w.Dropdown(options=list(self.options), value=value, description=self.description or self.name,
+                          style={"description_width": "initial"})
+
+
+def validate(controls: Sequence[Slider | Choice], **values) -> None:
+    """Raise a clear error for any value outside its control's range or options."""
+    by_name = {c.name: c for c in controls}
+    for name, value in values.items():
+        if name in by_name:
+            by_name[name].check(value)
+
+
+def sweep(controls: Sequence[Slider | Choice]):
+    """Every control at each of its test values while the others stay at their defaults."""
+    defaults = {c.name: (c.value if c.value is not None else c.values()[0]) for c in controls}
+    for control in controls:
+        for value in control.values():
+            yield {**defaults, control.name: value}
+
+
+def panel(callback: Callable, controls: Sequence[Slider | Choice], title: str = ""):
+    """An ipywidgets panel: one widget per control, the callback's Figure re-drawn below them."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    widgets = {c.name: c.widget() for c in controls}
+    out = w.Output()
+
+    def redraw(**values):
+        validate(controls, **values)
+        with out:
+            out.clear_output(wait=True)
+            figure = callback(**values)
+            if figure is not None:
+                display(figure)
+                plt.close(figure)
+
+    def on_change(_change=None):
+        redraw(**{name: widget.value for name, widget in widgets.items()})
+
+    for widget in widgets.values():
+        widget.observe(on_change, names="value")
+    header = [w.HTML(f"<b>Try it: {title}</b>")] if title else []
+    box = w.VBox(header + [w.HBox(list(widgets.values())), out])
+    on_change()
+    return box
