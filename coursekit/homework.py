@@ -1,0 +1,609 @@
+"""Graded homework on top of nbgrader: the student release and the autograder.
+
+The instructor notebooks in notebooks/ are the source (DESIGN.md "Exercises"): solution cells
+between `### BEGIN SOLUTION` / `### END SOLUTION`, locked test cells with points and hidden asserts
+between `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS`. nbgrader does all the markup work:
+`generate_assignment` makes the student version and fills a gradebook; `autograde` restores the
+locked cells from that gradebook (by checksum), runs the notebook and scores each test cell.
+
+What this module adds around nbgrader:
+- make_release(): notebooks/*.ipynb -> release/*.ipynb (a throw-away nbgrader course does it).
+- grade(): a folder of submissions -> grades.csv + one feedback file per student. Each
+  submission is autograded by nbgrader in its OWN throw-away course directory, in its own process
+  (its own kernel), under a per-cell and a per-notebook time limit. The gradebook and the
+  instructor source are rebuilt for every submission from bytes the parent holds in memory, and
+  only the parent writes grades.csv and feedback, after every grading process has ended, so a
+  submission can neither see another student's files nor change another student's grade.
+- Exercise mode (the default, for speed): a notebook is graded as "its FIRST code cell + its
+  '## Exercises' section" (the section must be self-contained; DESIGN.md). mode="full" runs all.
+
+Not a security sandbox: student code runs as your user. Use a container for hostile cohorts.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = ("exercises", "full")
+STUDENT = "student"          # the one nbgrader student id inside a throw-away course
+RELEASE_MARKER = "GENERATED.txt"
+_EXERCISES = re.compile(r"^#{1,2}\s+(?:\d+[.)]?\s*)?exercises\b", re.IGNORECASE | re.MULTILINE)
+_SECTION = re.compile(r"^#{1,2}\s", re.MULTILINE)
+_LMS_NAME = re.compile(r"^(?P<name>.*?[^\d_].*?)_(?:LATE_)?(?P<id>\d+)_")   # Canvas, Moodle
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class HomeworkError(ValueError):
+    """Something in the instructor's notebooks or the command line is wrong (the message says what)."""
+
+
+# ---------------------------------------------------------------- notebooks and their exercises
+
+def read_notebook(path):
+    import nbformat
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as err:  # nbformat raises several types for empty / broken JSON
+        raise HomeworkError(f"{path} is not a readable .ipynb notebook ({type(err).__name__}: {err})") from err
+
+
+def grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def test_cells(nb) -> list:
+    """The autograded cells: nbgrader grade cells that are code (their points count)."""
+    from nbgrader import utils
+    return [c for c in nb.cells if c.cell_type == "code" and utils.is_grade(c)]
+
+
+def solution_cells(nb) -> list:
+    from nbgrader import utils
+    return [c for c in nb.cells if c.cell_type == "code" and utils.is_solution(c)]
+
+
+def exercise_section(nb) -> tuple[int, int] | None:
+    """(start, stop) cell indices of the '## Exercises' section, up to the next level-1/2 heading."""
+    start = next((i for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" and _EXERCISES.search(c.source)), None)
+    if start is None:
+        return None
+    stop = next((i for i in range(start + 1, len(nb.cells))
+                 if nb.cells[i].cell_type == "markdown" and _SECTION.search(nb.cells[i].source)),
+                len(nb.cells))
+    return start, stop
+
+
+def graded_part(nb, mode: str = "exercises"):
+    """The cells grading runs: mode 'exercises' keeps the FIRST code cell (imports, setup) plus the
+    '## Exercises' section, the convention that makes every exercise runnable on its own; mode
+    'full' keeps everything. Without an Exercises heading the whole notebook is kept."""
+    if mode not in MODES:
+        raise HomeworkError(f"mode={mode!r}: use one of {MODES}")
+    section = exercise_section(nb)
+    if mode == "full" or section is None:
+        return nb
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
+    keep = ([first_code] if first_code is not None and first_code < section[0] else [])
+    keep += list(range(*section))
+    trimmed = dict(nb)
+    trimmed["cells"] = [nb.cells[i] for i in keep]
+    import nbformat
+    return nbformat.from_dict(trimmed)
+
+
+def homework_notebooks(folder) -> list[Path]:
+    """Instructor notebooks under `folder` that carry at least one graded test cell."""
+    paths = sorted(Path(folder).glob("*.ipynb"))
+    return [p for p in paths if test_cells(read_notebook(p))]
+
+
+# ---------------------------------------------------------------- nbgrader, in a throw-away course
+
+def _nbgrader_api(course: Path, cell_timeout: float = 60):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    config.Execute.timeout = int(cell_timeout)
+    config.Execute.interrupt_on_timeout = True
+    config.OverwriteCells.add_missing_cells = True     # deleted test cells come back
+    config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _generate(course: Path, assignment: str, notebooks: dict) -> Path:
+    """Run nbgrader generate_assignment on {name: notebook}; returns the release folder."""
+    import nbformat
+    source = course / "source" / assignment
+    source.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        nbformat.write(nb, str(source / f"{name}.ipynb"))
+    _find_alembic()
+    result = _nbgrader_api(course).generate_assignment(assignment)
+    if not result["success"]:
+        raise HomeworkError(f"nbgrader generate_assignment failed for {sorted(notebooks)}:\n"
+                            f"{result.get('error') or result.get('log')}")
+    return course / "release" / assignment
+
+
+def _find_alembic() -> None:
+    """nbgrader runs the `alembic` command to create a gradebook: find it beside this Python
+    when the virtual environment is not activated (e.g. `.venv/bin/python -m coursekit`)."""
+    if shutil.which("alembic") is None:
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    if shutil.which("alembic") is None:
+        raise HomeworkError("nbgrader needs the `alembic` command (pip install nbgrader, or "
+                            "pip install -e .[grading]); it is not on PATH")
+
+
+def make_release(notebooks_dir="notebooks", release_dir="release") -> list[Path]:
+    """Write the student version of every notebooks/*.ipynb into release/: solutions replaced by
+    `raise NotImplementedError()`, hidden tests removed, outputs cleared, the rest identical.
+    release/ is generated: it is wiped and rewritten every time (never edit it by hand)."""
+    sources = sorted(Path(notebooks_dir).glob("*.ipynb"))
+    if not sources:
+        raise HomeworkError(f"no notebooks in {Path(notebooks_dir).resolve()}; pass the folder of "
+                            "instructor notebooks (default: notebooks/)")
+    release = Path(release_dir)
+    if release.exists() and any(release.iterdir()) and not (release / RELEASE_MARKER).exists():
+        raise HomeworkError(f"{release.resolve()} exists and was not made by `coursekit student` "
+                            f"(no {RELEASE_MARKER}); move it away or pass another --out")
+    with tempfile.TemporaryDirectory(prefix="coursekit-release-") as tmp:
+        built = _generate(Path(tmp), "release", {p.stem: read_notebook(p) for p in sources})
+        shutil.rmtree(release, ignore_errors=True)
+        release.mkdir(parents=True)
+        for path in sources:
+            shutil.copyfile(built / path.name, release / path.name)
+    (release / RELEASE_MARKER).write_text(
+        "Generated by `python -m coursekit student` from the instructor notebooks; do not edit.\n")
+    return [release / p.name for p in sources]
+
+
+@dataclass(frozen=True)
+class Homework:
+    """One instructor notebook, ready to grade: its throw-away nbgrader course, held in memory."""
+    name: str
+    max_points: dict            # test cell grade_id -> points
+    hidden: dict                # test cell grade_id -> (first, last) line numbers of hidden tests
+    locked: dict                # locked cell grade_id -> checksums of its source and release versions
+    files: dict                 # course-relative path -> bytes (gradebook.db, source notebook)
+
+
+def prepare(path, mode: str = "exercises") -> Homework:
+    """Build the nbgrader course of one instructor notebook (gradebook with its cells and
+    checksums) and keep its files as bytes: each submission gets a fresh copy, so nothing a
+    submission does to its copy can reach the next one."""
+    nb = graded_part(read_notebook(path), mode)
+    name = Path(path).stem
+    with tempfile.TemporaryDirectory(prefix="coursekit-course-") as tmp:
+        course = Path(tmp)
+        release = read_notebook(_generate(course, name, {name: nb}) / f"{name}.ipynb")
+        files = {str(p.relative_to(course)): p.read_bytes()
+                 for p in [course / "gradebook.db", course / "source" / name / f"{name}.ipynb"]}
+    cells = test_cells(nb)
+    return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
+                    {grade_id(c): _hidden_lines(c.source) for c in cells},
+                    _locked_checksums([nb, release]), files)
+
+
+def _locked_checksums(versions) -> dict:
+    from nbgrader.utils import compute_checksum, is_locked
+    sums = {}
+    for nb in versions:
+        for cell in nb.cells:
+            if grade_id(cell) and is_locked(cell):
+                sums.setdefault(grade_id(cell), set()).add(compute_checksum(cell))
+    return sums
+
+
+def _hidden_lines(source: str) -> tuple[int, int]:
+    lines = source.splitlines()
+    begin = next((i for i, l in enumerate(lines) if "BEGIN HIDDEN TESTS" in l), None)
+    end = next((i for i, l in enumerate(lines) if "END HIDDEN TESTS" in l), len(lines))
+    return (begin + 1, end + 1) if begin is not None else (0, -1)
+
+
+# ---------------------------------------------------------------- grading one submission
+
+@dataclass
+class CellGrade:
+    exercise: str
+    points: float
+    max_points: float
+    message: str = ""           # empty when the test cell passed
+
+
+@dataclass
+class NotebookGrade:
+    student: str
+    notebook: str
+    file: str
+    cells: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.cells)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.cells)
+
+
+def _zero(hw: Homework, why: str) -> list[CellGrade]:
+    return [CellGrade(gid, 0.0, pts, why) for gid, pts in hw.max_points.items()]
+
+
+def _grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cell_timeout: float) -> dict:
+    """Runs in the grading process: nbgrader autograde of one submission in `course`; returns
+    {exercise: (score, message)} and notes. The kernel's working directory is inside `course`."""
+    import nbformat
+    for rel, data in hw.files.items():
+        (course / rel).parent.mkdir(parents=True, exist_ok=True)
+        (course / rel).write_bytes(data)
+    try:
+        nb = read_notebook(submission)
+        nbformat.validate(nb)
+    except Exception as err:
+        return {"error": f"not a valid notebook ({type(err).__name__}: {str(err)[:200]})"}
+    notes = _changed_test_cells(hw, nb)
+    if exercise_section(nb) is None and mode == "exercises":
+        notes.append("no '## Exercises' heading found: the whole notebook was run")
+    target = course / "submitted" / STUDENT / hw.name / f"{hw.name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(graded_part(nb, mode), str(target))
+    os.chdir(course)
+    result = _nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
+    if not result["success"]:
+        return {"error": "nbgrader could not grade it: " + _last_line(result.get("error") or result.get("log")),
+                "notes": notes}
+    return {"scores": _scores(hw, course), "notes": notes}
+
+
+def _changed_test_cells(hw: Homework, nb) -> list[str]:
+    """Locked cells the student deleted or edited (nbgrader restores both from the gradebook)."""
+    from nbgrader.utils import compute_checksum
+    seen = {grade_id(c): c for c in nb.cells if grade_id(c) in hw.locked}
+    notes = [f"test cell {gid} was deleted; the original was put back" for gid in hw.max_points if gid not in seen]
+    notes += [f"locked cell {gid} was edited; the original was put back"
+              for gid, cell in seen.items() if compute_checksum(cell) not in hw.locked[gid]]
+    return notes
+
+
+def _scores(hw: Homework, course: Path) -> dict:
+    import nbformat
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        graded = gb.find_submission_notebook(hw.name, hw.name, STUDENT)
+        scores = {g.name: float(g.score or 0) for g in graded.grades}
+    done = nbformat.read(str(course / "autograded" / STUDENT / hw.name / f"{hw.name}.ipynb"), as_version=4)
+    errors = {grade_id(c): _error_text(hw, c) for c in done.cells if grade_id(c) and _errors(c)}
+    return {gid: (scores.get(gid, 0.0), errors.get(gid, "")) for gid in hw.max_points} | {
+        "_solution_errors": {gid: msg for gid, msg in errors.items() if gid not in hw.max_points}}
+
+
+def _errors(cell) -> list:
+    return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _error_text(hw: Homework, cell) -> str:
+    error = _errors(cell)[-1]
+    text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
+    where = _failing_line(error)
+    first, last = hw.hidden.get(grade_id(cell), (0, -1))
+    if where is not None and first < where < last:
+        text = "a hidden test failed: " + text
+    return text[:300]
+
+
+def _failing_line(error) -> int | None:
+    """The line of the cell where the error was raised, from IPython's 'Cell In[n], line k'."""
+    tb = _ANSI.sub("", "\n".join(error.get("traceback", [])))
+    hits = re.findall(r"Cell In\[\d*\], line (\d+)", tb) or re.findall(r"<ipython-input-[^>]*> in <module>\n.*?\n-+> *(\d+)", tb)
+    return int(hits[0]) if hits else None
+
+
+def _last_line(text) -> str:
+    lines = [l for l in _ANSI.sub("", str(text or "")).splitlines() if l.strip()]
+    return lines[-1][:300] if lines else "unknown error"
+
+
+def _grading_process(conn, hw, submission, course, mode, cell_timeout):
+    """Entry point of the child process. It adopts orphans (subreaper) so that anything the
+    student's kernel spawns can be killed before the parent writes any result."""
+    _become_subreaper()
+    _silence()
+    try:
+        conn.send(_grade_in_course(hw, Path(submission), Path(course), mode, cell_timeout))
+    except BaseException as err:  # report any failure as this one submission's failure
+        conn.send({"error": f"grading crashed ({type(err).__name__}: {str(err)[:200]})"})
+    finally:
+        _kill_descendants(os.getpid())
+        conn.close()
+
+
+def _silence() -> None:
+    """Kernel chatter and nbgrader's warnings would bury the progress lines: results travel in
+    the pipe, so the grading process writes nothing to the terminal."""
+    import warnings
+    warnings.simplefilter("ignore")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def _become_subreaper() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+
+
+def _kill_descendants(pid: int) -> None:
+    import psutil
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=5)
+
+
+def grade_submission(hw: Homework, student: str, submission, mode: str = "exercises",
+                     cell_timeout: float = 60, notebook_timeout: float = 300) -> NotebookGrade:
+    """Autograde one submitted notebook in a fresh process and throw-away course."""
+    grade = NotebookGrade(student, hw.name, str(submission))
+    with tempfile.TemporaryDirectory(prefix="coursekit-grade-") as tmp:
+        outcome = _run_child(hw, submission, Path(tmp) / "course", mode, cell_timeout, notebook_timeout)
+    grade.notes += outcome.get("notes", [])
+    if "error" in outcome:
+        grade.cells = _zero(hw, outcome["error"])
+        return grade
+    scores = outcome["scores"]
+    for gid, msg in scores.pop("_solution_errors").items():
+        grade.notes.append(f"your cell {gid} raised {msg}")
+    for gid, pts in hw.max_points.items():
+        score, msg = scores[gid]
+        score = min(max(score, 0.0), pts)     # the child's gradebook is untrusted: clamp
+        grade.cells.append(CellGrade(gid, score, pts, msg if score < pts else ""))
+        if score < pts and not msg:
+            grade.cells[-1].message = "failed (no error message recorded)"
+    return grade
+
+
+def _run_child(hw, submission, course, mode, cell_timeout, notebook_timeout) -> dict:
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_grading_process, daemon=False,
+                            args=(send, hw, str(Path(submission).resolve()), str(course), mode, cell_timeout))
+    child.start()
+    send.close()
+    started = time.monotonic()
+    outcome = None
+    while outcome is None and time.monotonic() - started < notebook_timeout:
+        if receive.poll(0.2):
+            try:
+                outcome = receive.recv()
+            except EOFError:
+                break
+        elif not child.is_alive() and not receive.poll(0.2):
+            break
+    _kill_descendants(child.pid)
+    child.kill()
+    child.join()
+    if outcome is None:
+        outcome = {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"
+                   if time.monotonic() - started >= notebook_timeout else "the grading process died"}
+    return outcome if isinstance(outcome, dict) else {"error": "grading returned nonsense"}
+
+
+# ---------------------------------------------------------------- finding submissions
+
+@dataclass
+class Submission:
+    student: str
+    path: Path
+
+
+def student_from_name(name: str) -> str:
+    """'smithjane_12345_67890_03_x.ipynb' (Canvas) or 'Jane Smith_12345_assignsubmission_file_'
+    (Moodle) -> 'smithjane_12345' / 'Jane Smith_12345'; any other name -> itself without suffix."""
+    match = _LMS_NAME.match(name)
+    if match:
+        return f"{match['name']}_{match['id']}"
+    return Path(name).stem if name.endswith((".ipynb", ".zip")) else name
+
+
+def find_submissions(folder, unpack_to) -> list[Submission]:
+    """Every .ipynb under `folder`, with its student. Layouts (zip files are unpacked first):
+    - folder/<student>/.../*.ipynb          one sub-folder per student (nbgrader's submitted/ too)
+    - folder/<name>_<id>_<anything>.ipynb   an LMS download (Canvas, Moodle); student = name_id
+    - folder/<name>_<id>_<anything>.zip     one zip per student; any other zip is a whole download
+    """
+    folder, root = Path(folder), Path(unpack_to)
+    if not folder.is_dir():
+        raise HomeworkError(f"{folder} is not a folder of submissions; pass the folder that holds "
+                            "one sub-folder per student or the files of an LMS download")
+    shutil.copytree(folder, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _unpack_zips(root)
+    found = []
+    for path in sorted(root.rglob("*.ipynb")):
+        parts = path.relative_to(root).parts
+        if "__MACOSX" in parts or ".ipynb_checkpoints" in parts:
+            continue
+        found.append(Submission(student_from_name(parts[0]), path))
+    return found
+
+
+def _unpack_zips(root: Path) -> None:
+    """Unpack every zip in place: '<name>_<id>_x.zip' -> folder of that student; any other top
+    level zip is a whole download whose content joins the top level."""
+    for _ in range(3):                                  # a zip of per-student zips, at most
+        zips = sorted(root.rglob("*.zip"))
+        if not zips:
+            return
+        for archive in zips:
+            top_level_bundle = archive.parent == root and not _LMS_NAME.match(archive.name)
+            target = root if top_level_bundle else archive.with_suffix("")
+            _safe_extract(archive, target)
+            archive.unlink()
+
+
+def _safe_extract(archive: Path, target: Path, max_bytes: int = 500_000_000) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > max_bytes:
+                raise HomeworkError(f"{archive.name} unpacks to more than {max_bytes} bytes; not unpacked")
+            for member in members:
+                dest = (target / member.filename).resolve()
+                if not dest.is_relative_to(target.resolve()):
+                    continue                            # '../x' or '/x': never written outside
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zf.read(member))
+    except zipfile.BadZipFile:
+        print(f"warning: {archive.name} is not a valid zip file; skipped", file=sys.stderr)
+
+
+def match_homework(path: Path, ids: dict) -> str | None:
+    """Which homework a file is: by the nbgrader cell ids inside it (so renamed files still match),
+    else by its file name containing the notebook name or its 'NN_' number."""
+    found = set()
+    try:
+        found = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+               for c in json.loads(path.read_text(encoding="utf-8")).get("cells", [])}
+    except Exception:
+        pass
+    overlap = {name: len(found & known) for name, known in ids.items()}
+    best = max(overlap, key=overlap.get, default=None)
+    if best is not None and overlap[best] > 0:
+        return best
+    for name in ids:
+        if name in path.name:
+            return name
+    numbered = [n for n in ids if re.search(rf"(^|[^\d]){n.split('_')[0]}_", path.name)]
+    return numbered[0] if len(numbered) == 1 else None
+
+
+# ---------------------------------------------------------------- the whole batch
+
+def grade(submissions_dir, notebooks_dir="notebooks", out_dir="grades", mode: str = "exercises",
+          cell_timeout: float = 60, notebook_timeout: float = 300, only=None, log=print) -> list[NotebookGrade]:
+    """Autograde a folder of submissions against the instructor notebooks; write grades.csv and
+    feedback/<student>.md under out_dir. Notebooks graded: those named in `only`, else every
+    homework that at least one student submitted (a student without it gets 0, 'not submitted')."""
+    sources = _graded_sources(notebooks_dir, only)
+    ids = {name: {grade_id(c) for c in read_notebook(p).cells} - {None} for name, p in sources.items()}
+    with tempfile.TemporaryDirectory(prefix="coursekit-submissions-") as tmp:
+        found = find_submissions(submissions_dir, Path(tmp) / "in")
+        chosen, notes = _pick_files(found, ids)
+        names = sorted(only or {name for (_, name) in chosen})
+        homeworks = {name: prepare(sources[name], mode) for name in names}
+        if not names:
+            raise HomeworkError(f"no file in {submissions_dir} matches a graded notebook {sorted(ids)}: "
+                                f"{[s.path.name for s in found][:20]}")
+        grades = []
+        for student in sorted({s.student for s in found}):
+            for name in names:
+                path = chosen.get((student, name))
+                if path is not None:
+                    log(f"grading {student} / {name} ({path.name})")
+                grades.append(_grade_or_zero(homeworks[name], student, path, mode, cell_timeout, notebook_timeout))
+            grades[-len(names)].notes += notes.get(student, [])
+    write_reports(grades, out_dir)
+    return grades
+
+
+def _graded_sources(notebooks_dir, only) -> dict:
+    sources = {p.stem: p for p in homework_notebooks(notebooks_dir)}
+    if not sources:
+        raise HomeworkError(f"no notebook with graded test cells in {Path(notebooks_dir).resolve()}")
+    unknown = sorted(set(only or ()) - set(sources))
+    if unknown:
+        raise HomeworkError(f"unknown notebooks {unknown}; graded notebooks are {sorted(sources)}")
+    return {n: sources[n] for n in only} if only else sources
+
+
+def _grade_or_zero(hw, student, path, mode, cell_timeout, notebook_timeout) -> NotebookGrade:
+    if path is None:
+        return NotebookGrade(student, hw.name, "", _zero(hw, "not submitted"))
+    grade = grade_submission(hw, student, path, mode, cell_timeout, notebook_timeout)
+    grade.file = path.name
+    return grade
+
+
+def _pick_files(found, ids: dict):
+    """(student, notebook) -> the file to grade (the newest when there are several) + notes."""
+    chosen, notes = {}, {}
+    for sub in found:
+        name = match_homework(sub.path, ids)
+        if name is None:
+            notes.setdefault(sub.student, []).append(
+                f"{sub.path.name}: not one of the graded notebooks {sorted(ids)}; not graded")
+            continue
+        key = (sub.student, name)
+        if key in chosen:
+            newer = max(chosen[key], sub.path, key=lambda p: (p.stat().st_mtime, p.name))
+            older = sub.path if newer == chosen[key] else chosen[key]
+            notes.setdefault(sub.student, []).append(
+                f"several files for {name}: graded {newer.name}, ignored {older.name}")
+            chosen[key] = newer
+        else:
+            chosen[key] = sub.path
+    return chosen, notes
+
+
+def write_reports(grades: list[NotebookGrade], out_dir) -> None:
+    """grades.csv (one row per test cell) and feedback/<student>.md; written by the parent only."""
+    out = Path(out_dir)
+    (out / "feedback").mkdir(parents=True, exist_ok=True)
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["student", "notebook", "exercise", "points", "max_points"])
+    for g in grades:
+        for c in g.cells:
+            writer.writerow([g.student, g.notebook, c.exercise, f"{c.points:g}", f"{c.max_points:g}"])
+    _write_atomic(out / "grades.csv", rows.getvalue())
+    for student in sorted({g.student for g in grades}):
+        text = feedback_text(student, [g for g in grades if g.student == student])
+        _write_atomic(out / "feedback" / f"{_safe_name(student)}.md", text)
+
+
+def feedback_text(student: str, grades: list[NotebookGrade]) -> str:
+    lines = [f"# Feedback for {student}", ""]
+    for g in grades:
+        lines += [f"## {g.notebook}: {g.points:g} / {g.max_points:g} points"
+                  + (f" (file {g.file})" if g.file else ""), ""]
+        for c in g.cells:
+            verdict = "passed" if not c.message else f"FAILED: {c.message}"
+            lines.append(f"- {c.exercise} ({c.points:g}/{c.max_points:g}): {verdict}")
+        lines += [f"- note: {n}" for n in g.notes] + [""]
+    return "\n".join(lines)
+
+
+def _safe_name(student: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", student).strip("._") or "unknown"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
