@@ -1,0 +1,341 @@
+"""Adversarial examples in pixel space: FGSM, BIM and PGD (untargeted or targeted), the smallest
+targeted perturbation (Szegedy et al. 2014), fooling images grown from noise (Nguyen et al. 2015),
+and a short adversarial-training loop.
+
+Every attack takes a model that maps pixels in [0, 1] to logits (coursekit's PixelModels
+normalize inside; wrap any other network so it does), a float batch (N, C, H, W) in [0, 1] on the
+model's device, and eps in pixel units: 8/255 means eight grey levels. Results stay inside [0, 1]
+and inside the L-infinity eps-ball around the input, on the input's device. The model is used as
+given: put it in eval mode first, or dropout makes every gradient noisy. Attacks never touch the
+model's parameter gradients.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as _data
+from . import plot as _plot
+from .widgets import Choice, Slider, validate
+
+# ---------------------------------------------------------------- argument checks
+
+
+def check_eps(eps, name: str = "eps") -> float:
+    """eps as a float in [0, 1] (pixel units), or a clear error saying how to give it."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"{name} must be a number in pixel units (e.g. 8/255), not {eps!r}")
+    if not 0 <= eps <= 1:
+        raise ValueError(f"{name}={eps} is outside [0, 1]: pixels live in [0, 1], so give eps in pixel "
+                         f"units, e.g. {name}=8/255 (={8 / 255:.4f}) for eight grey levels")
+    return float(eps)
+
+
+def check_images(images) -> torch.Tensor:
+    """A float batch (N, C, H, W) in [0, 1], or a clear error naming what is wrong."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (N, C, H, W), not {type(images).__name__}")
+    if images.dim() != 4:
+        hint = "; add a batch dimension with x[None]" if images.dim() == 3 else ""
+        raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be float pixels in [0, 1], got {images.dtype}; "
+                         f"convert with coursekit.data.to_float(images)")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"images must lie in [0, 1], got [{images.min():.3f}, {images.max():.3f}]; "
+                         f"attacks work on raw pixels (the model normalizes inside)")
+    return images.detach()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights live (the CPU for a model without any)."""
+    tensor = next(model.parameters(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def num_classes(model: nn.Module, images: torch.Tensor) -> int:
+    """How many classes the model scores (one forward pass on one image)."""
+    with torch.no_grad():
+        return model(images[:1]).shape[1]
+
+
+def check_classes(classes, n: int, k: int, what: str, device) -> torch.Tensor:
+    """Labels or targets as a (n,) long tensor of class indices in [0, k).
+
+    `classes` may be one index for the whole batch, a list, or a tensor."""
+    if isinstance(classes, str):
+        raise TypeError(f"{what} must be a class index, not the name {classes!r}; "
+                        f"use attacks.class_index(classes, {classes!r})")
+    tensor = torch.as_tensor(classes, device=device)
+    if tensor.is_floating_point() or tensor.dtype == torch.bool:
+        raise TypeError(f"{what} must be whole class indices, got {tensor.dtype}")
+    tensor = tensor.long().expand(n) if tensor.dim() == 0 else tensor.long()
+    if tensor.shape != (n,):
+        raise ValueError(f"{what} must be one class index or one per image ({n}), got shape {tuple(tensor.shape)}")
+    bad = tensor[(tensor < 0) | (tensor >= k)]
+    if len(bad):
+        raise ValueError(f"unknown {what} class {int(bad[0])}: the model has {k} classes, so use 0..{k - 1}")
+    return tensor
+
+
+def class_index(classes: Sequence[str], name: str) -> int:
+    """The index of class `name`; a clear error lists the valid names."""
+    if name not in classes:
+        shown = ", ".join(list(classes)[:20]) + (", ..." if len(classes) > 20 else "")
+        raise ValueError(f"unknown class {name!r}; valid names: {shown}")
+    return list(classes).index(name)
+
+
+def _prepare(model, images, labels, target):
+    """Checked images and the (n,) class tensor the attack needs: labels, or the target."""
+    images = check_images(images)
+    if labels is None and target is None:
+        raise ValueError("give the true labels (untargeted attack) or a target class (targeted attack)")
+    k = num_classes(model, images)
+    if target is not None:
+        return images, check_classes(target, len(images), k, "target", images.device)
+    return images, check_classes(labels, len(images), k, "label", images.device)
+
+
+# ---------------------------------------------------------------- the three attacks
+
+
+def attack_gradient(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """The gradient an attack climbs: of the loss on the true class (untargeted), or of minus the
+    loss on the target class (targeted), with respect to the pixels."""
+    images = images.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(images), classes, reduction="sum")
+    grad, = torch.autograd.grad(-loss if targeted else loss, images)
+    return grad
+
+
+def project(adversarial: torch.Tensor, images: torch.Tensor, eps) -> torch.Tensor:
+    """The nearest point inside the eps-ball around `images` (L-infinity) and inside [0, 1]."""
+    return torch.minimum(torch.maximum(adversarial, images - eps), images + eps).clamp(0, 1)
+
+
+def fgsm(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015): x + eps * sign(grad of the loss).
+
+    With `target`, step towards that class instead (x - eps * sign(grad of its loss))."""
+    eps = check_eps(eps)
+    images, classes = _prepare(model, images, labels, target)
+    grad = attack_gradient(model, images, classes, targeted=target is not None)
+    return (images + eps * grad.sign()).clamp(0, 1)
+
+
+def bim(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None,
+        steps: int = 10, step_size: float | None = None) -> torch.Tensor:
+    """Basic iterative method (Kurakin et al. 2017): FGSM steps of `step_size` (default eps/4),
+    each projected back into the eps-ball and [0, 1]. Starts at the image itself."""
+    return _iterate(model, images, labels, eps, target, steps, step_size, start=None)
+
+
+def pgd(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None,
+        steps: int = 10, step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Projected gradient descent (Madry et al. 2018): BIM from a uniformly random point of the eps-ball."""
+    eps = check_eps(eps)
+    images = check_images(images)
+    noise = torch.rand(images.shape, generator=generator).to(images.device, images.dtype)
+    start = (images + (2 * noise - 1) * eps).clamp(0, 1)
+    return _iterate(model, images, labels, eps, target, steps, step_size, start)
+
+
+def _iterate(model, images, labels, eps, target, steps, step_size, start):
+    eps = check_eps(eps)
+    step_size = eps / 4 if step_size is None else check_eps(step_size, "step_size")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a whole number >= 1, not {steps!r}")
+    images, classes = _prepare(model, images, labels, target)
+    targeted = target is not None
+    adversarial = images if start is None else start
+    for _ in range(steps):
+        grad = attack_gradient(model, adversarial, classes, targeted)
+        adversarial = project(adversarial + step_size * grad.sign(), images, eps)
+    return adversarial.detach()
+
+
+ATTACKS = {"fgsm": fgsm, "bim": bim, "pgd": pgd}
+
+
+def attack(method: str, model, images, labels=None, eps: float = 8 / 255, target=None, **options) -> torch.Tensor:
+    """Run the attack called `method` ('fgsm', 'bim' or 'pgd')."""
+    if method not in ATTACKS:
+        raise ValueError(f"unknown attack {method!r}; choose one of {list(ATTACKS)}")
+    return ATTACKS[method](model, images, labels, eps=eps, target=target, **options)
+
+
+# ---------------------------------------------------------------- Szegedy: the smallest targeted perturbation
+
+
+def minimal_targeted(model: nn.Module, images: torch.Tensor, target, c: float = 1.0, search_steps: int = 8,
+                     steps: int = 40, lr: float = 0.01) -> torch.Tensor:
+    """Szegedy et al. 2014: the smallest r (L2) with f(x + r) = target and x + r in [0, 1].
+
+    For one penalty c, minimize  c * ||r||^2 + loss(f(x + r), target)  (they used box-constrained
+    L-BFGS; `penalized_step` uses Adam with the box as a projection). A larger c asks for a smaller r,
+    so a per-image binary search keeps the largest c that still reaches the target. Images that never
+    reach it get the attempt with the smallest c (the strongest one tried)."""
+    images, target = _prepare(model, images, None, target)
+    c = torch.full((len(images),), float(c), device=images.device)
+    low, high = torch.zeros_like(c), torch.full_like(c, float("inf"))
+    best, best_norm = images.clone(), torch.full_like(c, float("inf"))
+    reached = torch.zeros_like(c, dtype=torch.bool)
+    for _ in range(search_steps):
+        adversarial = penalized_step(model, images, target, c, steps, lr)
+        with torch.no_grad():
+            hit = model(adversarial).argmax(1) == target
+        norm = (adversarial - images).flatten(1).norm(dim=1)
+        keep = (hit & (~reached | (norm < best_norm))) | (~hit & ~reached)
+        best[keep], best_norm[keep] = adversarial[keep], norm[keep]
+        reached |= hit
+        low, high = torch.where(hit, torch.maximum(low, c), low), torch.where(hit, high, torch.minimum(high, c))
+        c = torch.where(high.isinf(), c * 10, torch.where(low == 0, c / 10, (low * high).sqrt()))
+    return best
+
+
+def penalized_step(model, images, target, c, steps: int, lr: float) -> torch.Tensor:
+    """Minimize c * ||r||^2 + cross-entropy(f(x + r), target) over r, keeping x + r in [0, 1]."""
+    r = torch.zeros_like(images, requires_grad=True)
+    optimizer = torch.optim.Adam([r], lr=lr)
+    for _ in range(steps):
+        loss = (c * r.pow(2).flatten(1).sum(1)).sum() + F.cross_entropy(model(images + r), target, reduction="sum")
+        r.grad, = torch.autograd.grad(loss, r)
+        optimizer.step()
+        with torch.no_grad():
+            r.copy_((images + r).clamp(0, 1) - images)  # the box constraint
+    return (images + r).detach()
+
+
+# ---------------------------------------------------------------- Nguyen: fooling images from noise
+
+
+def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99, max_steps: int = 300,
+                   step_size: float = 2 / 255, channels: int = 3, generator: torch.Generator | None = None,
+                   device=None) -> torch.Tensor:
+    """Nguyen et al. 2015 (their gradient-ascent variant): start from uniform noise and climb
+    log p(target | x) with signed steps until p >= `confidence`; each image stops when it gets there.
+
+    `target`: one class index per image (a list or tensor). Returns (N, channels, size, size) in [0, 1]."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a probability in (0, 1), e.g. 0.99, not {confidence!r}")
+    step_size = check_eps(step_size, "step_size")
+    device = device or model_device(model)
+    target = torch.as_tensor(target)
+    noise = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
+    target = check_classes(target, len(noise), num_classes(model, noise), "target", device)
+    x = noise
+    for _ in range(max_steps):
+        x = x.detach().requires_grad_(True)
+        log_p = model(x).log_softmax(1).gather(1, target[:, None]).squeeze(1)
+        climbing = log_p.detach().exp() < confidence
+        if not climbing.any():
+            break
+        grad, = torch.autograd.grad(log_p.sum(), x)
+        x = (x + step_size * grad.sign() * climbing[:, None, None, None]).clamp(0, 1)
+    return x.detach()
+
+
+# ---------------------------------------------------------------- measuring and defending
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images the model classifies as their label."""
+    return (model(images).argmax(1) == labels.to(images.device)).float().mean().item()
+
+
+def accuracy_under_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                          method: str = "pgd", batch_size: int = 250, **options) -> float:
+    """Accuracy on adversarial versions of `images` (uint8 or float), attacked in batches."""
+    device = model_device(model)
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = _data.to_float(images[i:i + batch_size].to(device))
+        y = labels[i:i + batch_size].to(device)
+        adversarial = attack(method, model, x, y, eps=eps, **options) if eps > 0 else x
+        correct += accuracy(model, adversarial, y) * len(y)
+    return correct / max(1, len(images))
+
+
+def adversarial_training(model: nn.Module, train_set: _data.ImageSet, eps: float, epochs: int = 1,
+                         method: str = "fgsm", lr: float = 0.01, batch_size: int = 128, seed: int = 0,
+                         **options) -> list[float]:
+    """Train on adversarial examples made against the current weights (Goodfellow et al. 2015 with
+    FGSM, Madry et al. 2018 with PGD); eps=0 trains on clean images, the fair baseline.
+    Returns the mean training loss per epoch."""
+    check_eps(eps)
+    device = model_device(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(epochs):
+        order, total = torch.randperm(len(train_set), generator=generator), 0.0
+        for i in range(0, len(order), batch_size):
+            batch = train_set[order[i:i + batch_size]]
+            x = _data.augment(_data.to_float(batch.images.to(device)), generator=generator)
+            y = batch.labels.to(device)
+            if eps > 0:
+                model.eval()  # attack the deterministic network: dropout would blur the gradient
+                x = attack(method, model, x, y, eps=eps, **options)
+            model.train()
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+        losses.append(total / len(train_set))
+    model.eval()
+    return losses
+
+
+# ---------------------------------------------------------------- the "Try it" panel
+
+METHODS = ["fgsm", "bim", "pgd"]
+NO_TARGET = "(untargeted)"
+
+
+def attack_controls(classes: Sequence[str]) -> list:
+    """eps in grey levels (k/255), the attack, and an optional target class."""
+    return [Slider("eps", 0, 16, 1, 4, "eps (x/255)"), Choice("method", METHODS, "fgsm"),
+            Choice("target", [NO_TARGET, *classes], NO_TARGET)]
+
+
+ATTACK_PANEL = attack_controls(_data.CIFAR10_CLASSES)  # the cifar10 backbone's panel
+
+
+def attack_panel(backbone, image: torch.Tensor, label: int, eps: float = 4, method: str = "fgsm",
+                 target: str = NO_TARGET):
+    """Original, perturbation (auto-scaled) and adversarial image, with top-5 bars under each image."""
+    validate(attack_controls(backbone.classes), eps=eps, method=method, target=target)
+    x = image if image.dim() == 4 else image[None]
+    goal = None if target == NO_TARGET else class_index(backbone.classes, target)
+    adversarial = attack(method, backbone.model, x, label, eps=eps / 255, target=goal)
+    title = f"{method.upper()}, eps = {eps:g}/255" + ("" if goal is None else f", target '{target}'")
+    return attack_figure(backbone, x[0], adversarial[0], title)
+
+
+def attack_figure(backbone, image: torch.Tensor, adversarial: torch.Tensor, title: str = "", enhance=None):
+    """The slides' three pictures: image, perturbation (x `enhance` around grey, or auto-scaled when
+    None) and adversarial image, each prediction's top-5 bars below."""
+    import matplotlib.pyplot as plt
+    delta = adversarial - image
+    shown = _plot.rescale(delta) if enhance is None else (0.5 + enhance * delta).clamp(0, 1)
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.2), gridspec_kw={"height_ratios": [3, 2]})
+    preds = backbone.predict(torch.stack([image, adversarial]), k=5)
+    scale = "auto-scaled" if enhance is None else f"x{enhance:g}"
+    for ax, img, name in zip(axes[0], [image, shown, adversarial], ["original", f"perturbation ({scale})", "adversarial"]):
+        ax.imshow(_plot.to_image(img), interpolation="nearest")
+        ax.axis("off")
+        ax.set_title(name, fontsize=9)
+    axes[0, 1].set_title(f"perturbation ({scale})\nmax |r| = {delta.abs().max() * 255:.1f}/255", fontsize=9)
+    for ax, p, name in [(axes[1, 0], preds[0], "original"), (axes[1, 2], preds[1], "adversarial")]:
+        _plot.topk_bars(p, title=f"{name}: {p[0][0]} ({p[0][1]:.0%})", ax=ax)
+    axes[1, 1].axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,256 @@
+"""coursekit.attacks on tiny models with known answers."""
+import matplotlib.figure
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from coursekit import attacks, data, models, widgets
+
+EPS = 8 / 255
+
+
+def linear_two_class(d=3 * 4 * 4, seed=0, bias=0.0):
+    """logit_0 = w.x + b, logit_1 = 0: the loss gradient always points along +-w."""
+    torch.manual_seed(seed)
+    layer = nn.Linear(d, 2)
+    with torch.no_grad():
+        layer.weight[0] = torch.randn(d)
+        layer.weight[1] = 0
+        layer.bias.copy_(torch.tensor([bias, 0.0]))
+    return nn.Sequential(nn.Flatten(), layer).eval(), layer.weight[0].detach().clone()
+
+
+def tiny_cnn(seed=0, classes=10, scale=1.0):
+    """A small random CNN whose predictions depend on the image; `scale` sharpens its softmax."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(models.Normalize((0.5,) * 3, (0.25,) * 3), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 4 * 4, classes))
+    with torch.no_grad():
+        model[-1].weight.mul_(scale)
+    return model.eval()
+
+
+def batch(n=12, size=8, seed=1):
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    x[:, :, 0, 0], x[:, :, -1, -1] = 0.0, 1.0  # pixels on both edges of the box
+    return x
+
+
+def run(method, model, x, labels=None, eps=EPS, target=None):
+    if method == "minimal":
+        return attacks.minimal_targeted(model, x, target, search_steps=3, steps=5)
+    return attacks.attack(method, model, x, labels, eps=eps, target=target)
+
+
+# ---------------------------------------------------------------- known answers
+
+
+@pytest.mark.parametrize("label, direction", [(1, 1.0), (0, -1.0)])
+def test_fgsm_on_a_linear_model_moves_exactly_eps_sign_w(label, direction):
+    model, w = linear_two_class()
+    x = torch.full((3, 3, 4, 4), 0.5)
+    adversarial = attacks.fgsm(model, x, torch.full((3,), label), eps=0.1)
+    expected = x + direction * 0.1 * w.sign().view(1, 3, 4, 4)
+    torch.testing.assert_close(adversarial, expected, rtol=0, atol=1e-7)
+
+
+def test_targeted_fgsm_on_a_linear_model_moves_towards_the_target():
+    model, w = linear_two_class()
+    x = torch.full((2, 3, 4, 4), 0.5)
+    adversarial = attacks.fgsm(model, x, eps=0.1, target=0)  # raise logit 0 = w.x: step along +sign(w)
+    torch.testing.assert_close(adversarial, x + 0.1 * w.sign().view(1, 3, 4, 4), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["fgsm", "bim", "pgd"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_every_attack_stays_inside_the_eps_ball_and_the_box(method, targeted):
+    model, x = tiny_cnn(), batch()
+    labels = model(x).argmax(1)
+    adversarial = run(method, model, x, labels, target=3 if targeted else None)
+    assert adversarial.shape == x.shape
+    assert (adversarial - x).abs().max() <= EPS + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert (adversarial != x).any()
+
+
+def test_minimal_perturbation_stays_in_the_box():
+    model, x = tiny_cnn(scale=5), batch()
+    adversarial = run("minimal", model, x, target=2)
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+class Bump(nn.Module):
+    """Class 1 wins only in a narrow band of mean brightness, half an eps above the image's:
+    FGSM's single full step jumps over the band, small projected steps land in it."""
+
+    def __init__(self, centre, width):
+        super().__init__()
+        self.centre, self.width = centre, width
+
+    def forward(self, x):
+        u = x.flatten(1).mean(1)
+        margin = 10 * torch.exp(-((u - self.centre) / self.width) ** 2) - 2
+        return torch.stack([torch.zeros_like(margin), margin], 1)
+
+
+def test_pgd_and_bim_find_what_one_fgsm_step_jumps_over():
+    x, labels = torch.full((4, 3, 4, 4), 0.5), torch.zeros(4, dtype=torch.long)
+    model = Bump(centre=0.5 + EPS / 2, width=EPS / 4)
+    assert attacks.accuracy(model, x, labels) == 1.0
+    assert attacks.accuracy(model, attacks.fgsm(model, x, labels, eps=EPS), labels) == 1.0
+    assert attacks.accuracy(model, attacks.bim(model, x, labels, eps=EPS), labels) == 0.0
+    pgd = attacks.pgd(model, x, labels, eps=EPS, generator=torch.Generator().manual_seed(0))
+    assert attacks.accuracy(model, pgd, labels) == 0.0
+
+
+def test_pgd_raises_the_loss_at_least_as_much_as_fgsm_on_a_fixed_model_and_batch():
+    model, x = tiny_cnn(scale=3), batch(n=64)
+    labels = model(x).argmax(1)
+    fgsm = attacks.fgsm(model, x, labels, eps=4 / 255)
+    pgd = attacks.pgd(model, x, labels, eps=4 / 255, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean, after_fgsm, after_pgd = (F.cross_entropy(model(a), labels).item() for a in (x, fgsm, pgd))
+    assert clean < after_fgsm <= after_pgd
+
+
+@pytest.mark.parametrize("method", ["bim", "pgd"])
+def test_targeted_iterative_attacks_reach_the_target(method):
+    model, x = tiny_cnn(scale=5), batch()
+    for target in [0, 7]:
+        adversarial = attacks.attack(method, model, x, eps=0.3, target=target)
+        assert (model(adversarial).argmax(1) == target).all()
+
+
+def test_minimal_targeted_reaches_the_target_with_a_near_minimal_perturbation():
+    # a linear boundary at distance |w.x + b| / ||w|| from x: nothing smaller can cross it
+    model, w = linear_two_class(bias=-2.0)
+    x = torch.full((4, 3, 4, 4), 0.5)
+    x[1:] += 0.02 * torch.randn(3, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        distance = (model(x)[:, 0] - model(x)[:, 1]).abs() / w.norm()
+    source = model(x).argmax(1)
+    target = 1 - source
+    adversarial = attacks.minimal_targeted(model, x, target)
+    assert (model(adversarial).argmax(1) == target).all()
+    norm = (adversarial - x).flatten(1).norm(dim=1)
+    assert (norm >= distance * 0.999).all() and (norm <= distance * 1.5).all()
+
+
+def test_fooling_images_reach_the_confidence_threshold_for_every_class():
+    model = tiny_cnn(scale=50)
+    images = attacks.fooling_images(model, list(range(10)), size=8, confidence=0.99,
+                                    generator=torch.Generator().manual_seed(0))
+    assert images.shape == (10, 3, 8, 8) and images.min() >= 0 and images.max() <= 1
+    probs = model(images).softmax(1)
+    assert (probs[torch.arange(10), torch.arange(10)] >= 0.99).all()
+
+
+def test_attacks_leave_the_model_gradients_alone():
+    model, x = tiny_cnn(), batch()
+    attacks.pgd(model, x, model(x).argmax(1))
+    attacks.minimal_targeted(model, x, 1, search_steps=1, steps=2)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_attacks_run_on_the_callers_device():
+    model, x = tiny_cnn().cuda(), batch().cuda()
+    for method in attacks.METHODS:
+        assert run(method, model, x, model(x).argmax(1)).device == x.device
+
+
+# ---------------------------------------------------------------- measuring and training
+
+
+def test_accuracy_under_attack_at_eps_zero_is_clean_accuracy_and_falls_with_eps():
+    model, x = tiny_cnn(scale=3), batch(n=40)
+    images = (x * 255).round().to(torch.uint8)
+    labels = model(data.to_float(images)).argmax(1)
+    assert attacks.accuracy_under_attack(model, images, labels, 0.0, batch_size=16) == 1.0
+    assert attacks.accuracy_under_attack(model, images, labels, 16 / 255, "bim", batch_size=16) < 1.0
+
+
+def test_adversarial_training_runs_and_keeps_eval_mode():
+    model = tiny_cnn()
+    train_set = data.ImageSet((batch(n=20) * 255).to(torch.uint8), torch.arange(20) % 10, list("abcdefghij"))
+    losses = attacks.adversarial_training(model, train_set, eps=EPS, epochs=2, batch_size=8)
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    assert not model.training
+
+
+# ---------------------------------------------------------------- clear errors
+
+
+@pytest.mark.parametrize("eps, error, match", [(-0.1, ValueError, r"outside \[0, 1\]"),
+                                              (8, ValueError, "8/255"),
+                                              ("8/255", TypeError, "number")])
+def test_bad_eps_names_the_valid_range(eps, error, match):
+    model, x = tiny_cnn(), batch()
+    for method in attacks.METHODS:
+        with pytest.raises(error, match=match):
+            attacks.attack(method, model, x, model(x).argmax(1), eps=eps)
+
+
+def test_unknown_target_class_names_the_valid_indices():
+    model, x = tiny_cnn(), batch()
+    for method in attacks.METHODS:
+        with pytest.raises(ValueError, match=r"unknown target class 10.*0\.\.9"):
+            attacks.attack(method, model, x, eps=EPS, target=10)
+    with pytest.raises(ValueError, match="unknown target class -1"):
+        attacks.minimal_targeted(model, x, -1)
+    with pytest.raises(ValueError, match="unknown target class 12"):
+        attacks.fooling_images(model, [12], size=8)
+    with pytest.raises(ValueError, match="valid names: airplane"):
+        attacks.class_index(data.CIFAR10_CLASSES, "ostrich")
+    with pytest.raises(TypeError, match="class_index"):
+        attacks.fgsm(model, x, eps=EPS, target="cat")
+
+
+def test_wrong_shapes_and_types_are_named():
+    model, x = tiny_cnn(), batch()
+    labels = model(x).argmax(1)
+    with pytest.raises(ValueError, match=r"x\[None\]"):
+        attacks.fgsm(model, x[0], labels[:1])
+    with pytest.raises(ValueError, match="to_float"):
+        attacks.fgsm(model, (x * 255).to(torch.uint8), labels)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attacks.fgsm(model, x * 2, labels)
+    with pytest.raises(ValueError, match="one per image"):
+        attacks.fgsm(model, x, labels[:3])
+    with pytest.raises(ValueError, match="true labels"):
+        attacks.pgd(model, x)
+    with pytest.raises(ValueError, match="choose one of"):
+        attacks.attack("cw", model, x, labels)
+    with pytest.raises(ValueError, match="steps"):
+        attacks.bim(model, x, labels, steps=0)
+    with pytest.raises(ValueError, match="confidence"):
+        attacks.fooling_images(model, [1], size=8, confidence=99)
+
+
+# ---------------------------------------------------------------- the panel
+
+
+def tiny_backbone():
+    return models.Backbone("tiny", tiny_cnn(), list(data.CIFAR10_CLASSES), 8, data.CIFAR10_MEAN,
+                           data.CIFAR10_STD, ["conv1"])
+
+
+def test_attack_panel_draws_for_every_control_value():
+    backbone, x = tiny_backbone(), batch(n=1)
+    for values in widgets.sweep(attacks.ATTACK_PANEL):
+        figure = attacks.attack_panel(backbone, x[0], 3, **values)
+        assert isinstance(figure, matplotlib.figure.Figure)
+
+
+@pytest.mark.parametrize("values", [{"eps": 17}, {"eps": -1}, {"method": "cw"}, {"target": "ostrich"}])
+def test_attack_panel_rejects_values_just_outside_its_controls(values):
+    with pytest.raises(ValueError):
+        attacks.attack_panel(tiny_backbone(), batch(n=1)[0], 3, **values)
+
+
+def test_attack_figure_enhances_the_perturbation_around_grey():
+    backbone, x = tiny_backbone(), batch(n=1)[0]
+    figure = attacks.attack_figure(backbone, x, (x + 1 / 255).clamp(0, 1), enhance=127)
+    assert isinstance(figure, matplotlib.figure.Figure)
