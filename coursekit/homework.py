@@ -38,6 +38,7 @@ from pathlib import Path
 MODES = ("exercises", "full")
 STUDENT = "student"          # the one nbgrader student id inside a throw-away course
 RELEASE_MARKER = "GENERATED.txt"
+RELEASED = "student_version"   # where prepare() keeps the student version inside a course
 _EXERCISES = re.compile(r"^#{1,2}\s+(?:\d+[.)]?\s*)?exercises\b", re.IGNORECASE | re.MULTILINE)
 _SECTION = re.compile(r"^#{1,2}\s", re.MULTILINE)
 _LMS_NAME = re.compile(r"^(?P<name>.*?[^\d_].*?)_(?:LATE_)?(?P<id>\d+)_")   # Canvas, Moodle
@@ -132,7 +133,7 @@ def _generate(course: Path, assignment: str, notebooks: dict) -> Path:
     source.mkdir(parents=True, exist_ok=True)
     for name, nb in notebooks.items():
         nbformat.write(nb, str(source / f"{name}.ipynb"))
-    _find_alembic()
+    _fast_gradebooks()
     result = _nbgrader_api(course).generate_assignment(assignment)
     if not result["success"]:
         raise HomeworkError(f"nbgrader generate_assignment failed for {sorted(notebooks)}:\n"
@@ -140,14 +141,19 @@ def _generate(course: Path, assignment: str, notebooks: dict) -> Path:
     return course / "release" / assignment
 
 
-def _find_alembic() -> None:
-    """nbgrader runs the `alembic` command to create a gradebook: find it beside this Python
-    when the virtual environment is not activated (e.g. `.venv/bin/python -m coursekit`)."""
-    if shutil.which("alembic") is None:
-        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    if shutil.which("alembic") is None:
-        raise HomeworkError("nbgrader needs the `alembic` command (pip install nbgrader, or "
-                            "pip install -e .[grading]); it is not on PATH")
+def _fast_gradebooks() -> None:
+    """nbgrader asks a subprocess (`alembic heads`) for the schema version of every new gradebook:
+    seconds each, and the `alembic` command must be on PATH. Ask alembic in-process, once."""
+    import nbgrader.api
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    if getattr(nbgrader.api.get_alembic_version, "in_process", False):
+        return
+    config = Config()
+    config.set_main_option("script_location", str(Path(nbgrader.api.__file__).parent / "alembic"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    nbgrader.api.get_alembic_version = lambda: head
+    nbgrader.api.get_alembic_version.in_process = True
 
 
 def make_release(notebooks_dir="notebooks", release_dir="release") -> list[Path]:
@@ -179,6 +185,7 @@ class Homework:
     name: str
     max_points: dict            # test cell grade_id -> points
     hidden: dict                # test cell grade_id -> (first, last) line numbers of hidden tests
+    secrets: frozenset          # the hidden test lines, never echoed in feedback
     locked: dict                # locked cell grade_id -> checksums of its source and release versions
     files: dict                 # course-relative path -> bytes (gradebook.db, source notebook)
 
@@ -192,12 +199,30 @@ def prepare(path, mode: str = "exercises") -> Homework:
     with tempfile.TemporaryDirectory(prefix="coursekit-course-") as tmp:
         course = Path(tmp)
         release = read_notebook(_generate(course, name, {name: nb}) / f"{name}.ipynb")
-        files = {str(p.relative_to(course)): p.read_bytes()
-                 for p in [course / "gradebook.db", course / "source" / name / f"{name}.ipynb"]}
+        (course / RELEASED).mkdir()
+        shutil.move(course / "release" / name / f"{name}.ipynb", course / RELEASED / f"{name}.ipynb")
+        files = {str(p.relative_to(course)): p.read_bytes() for p in
+                 [course / "gradebook.db", course / "source" / name / f"{name}.ipynb", course / RELEASED / f"{name}.ipynb"]}
     cells = test_cells(nb)
     return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
-                    {grade_id(c): _hidden_lines(c.source) for c in cells},
+                    {grade_id(c): _hidden_lines(c.source) for c in cells}, _secret_lines(cells),
                     _locked_checksums([nb, release]), files)
+
+
+def _secret_lines(cells) -> frozenset:
+    secrets = set()
+    for cell in cells:
+        lines = cell.source.splitlines()
+        first, last = _hidden_lines(cell.source)
+        secrets |= {l.strip() for l in lines[first:last - 1] if len(l.strip()) > 6}
+    return frozenset(secrets)
+
+
+def _redact(hw: Homework, text: str) -> str:
+    """A submission could raise an error quoting the hidden tests: keep them out of feedback."""
+    for secret in hw.secrets:
+        text = text.replace(secret, "[hidden]")
+    return text
 
 
 def _locked_checksums(versions) -> dict:
@@ -378,11 +403,11 @@ def grade_submission(hw: Homework, student: str, submission, mode: str = "exerci
         return grade
     scores = outcome["scores"]
     for gid, msg in scores.pop("_solution_errors").items():
-        grade.notes.append(f"your cell {gid} raised {msg}")
+        grade.notes.append(f"your cell {gid} raised {_redact(hw, msg)}")
     for gid, pts in hw.max_points.items():
         score, msg = scores[gid]
         score = min(max(score, 0.0), pts)     # the child's gradebook is untrusted: clamp
-        grade.cells.append(CellGrade(gid, score, pts, msg if score < pts else ""))
+        grade.cells.append(CellGrade(gid, score, pts, _redact(hw, msg) if score < pts else ""))
         if score < pts and not msg:
             grade.cells[-1].message = "failed (no error message recorded)"
     return grade
@@ -413,6 +438,33 @@ def _run_child(hw, submission, course, mode, cell_timeout, notebook_timeout) -> 
         outcome = {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"
                    if time.monotonic() - started >= notebook_timeout else "the grading process died"}
     return outcome if isinstance(outcome, dict) else {"error": "grading returned nonsense"}
+
+
+# ---------------------------------------------------------------- every exercise, both ways
+
+@dataclass
+class Validation:
+    notebook: str
+    exercises: int              # graded test cells with points
+    problems: list = field(default_factory=list)
+
+
+def validate(path, mode: str = "exercises", cell_timeout: float = 120, notebook_timeout: float = 600) -> Validation:
+    """Prove each exercise of an instructor notebook both ways, through the real autograder: the
+    instructor's solutions get every point (visible and hidden tests), and the untouched student
+    version gets zero in every test cell (nbgrader's `validate --invert` idea)."""
+    hw = prepare(path, mode)
+    report = Validation(hw.name, sum(1 for pts in hw.max_points.values() if pts > 0))
+    with tempfile.TemporaryDirectory(prefix="coursekit-validate-") as tmp:
+        student_version = Path(tmp) / f"{hw.name}.ipynb"
+        student_version.write_bytes(hw.files[f"{RELEASED}/{hw.name}.ipynb"])
+        solved = grade_submission(hw, "instructor", path, mode, cell_timeout, notebook_timeout)
+        untouched = grade_submission(hw, "student", student_version, mode, cell_timeout, notebook_timeout)
+    report.problems += [f"the solution fails {c.exercise}: {c.message}" for c in solved.cells if c.message]
+    report.problems += [f"{c.exercise} passes with the untouched student version" for c in untouched.cells
+                        if c.points > 0]
+    report.problems += [f"solution run: {note}" for note in solved.notes if "raised" in note]
+    return report
 
 
 # ---------------------------------------------------------------- finding submissions

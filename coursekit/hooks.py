@@ -12,6 +12,13 @@ import torch
 import torch.nn as nn
 
 
+class LayerNotFoundError(KeyError):
+    """An unknown layer name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
 def layer_names(model: nn.Module) -> list[str]:
     """The names a student can use: the model's aliases if it has them, else its leaf modules."""
     aliases = getattr(model, "aliases", None)
@@ -28,7 +35,7 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     target = getattr(model, "aliases", {}).get(name, name)
     if target in modules:
         return modules[target]
-    raise KeyError(f"unknown layer {name!r}. Valid names: {', '.join(layer_names(model))} "
+    raise LayerNotFoundError(f"unknown layer {name!r}. Valid names: {', '.join(layer_names(model))} "
                    f"(or any dotted name from model.named_modules())")
 
 
@@ -120,3 +127,60 @@ def forward_until(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
     if "out" not in result:
         raise RuntimeError(f"layer {name!r} never ran in the forward pass")
     return result["out"]
+
+
+# ---------------------------------------------------------------- swapping the ReLU backward rule
+
+def relu_backward_rule(rule: str, forward_output: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """What a ReLU sends back to its input, given its forward output and the incoming gradient.
+
+    'gradient'  (backprop)          grad * [x > 0]               : the true derivative
+    'deconvnet' (Zeiler & Fergus)   relu(grad)                   : ignores the forward pass
+    'guided'    (Springenberg 2015) relu(grad) * [x > 0]         : both masks at once
+    [x > 0] is read from the output (relu(x) > 0 exactly when x > 0), so in-place ReLUs work too.
+    """
+    if rule == "gradient":
+        return grad * (forward_output > 0)
+    if rule == "deconvnet":
+        return grad.clamp(min=0)
+    if rule == "guided":
+        return grad.clamp(min=0) * (forward_output > 0)
+    raise ValueError(f"unknown ReLU rule {rule!r}; use 'gradient', 'deconvnet' or 'guided'")
+
+
+class _RuleReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, rule):
+        out = x.clamp(min=0)
+        ctx.rule = rule
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return relu_backward_rule(ctx.rule, out, grad), None
+
+
+@contextlib.contextmanager
+def relu_rule(model: nn.Module, rule: str):
+    """Inside the block every nn.ReLU of `model` computes relu(x) out of place (so in-place ReLUs
+    are safe) and sends back `rule`'s signal instead of its gradient (see relu_backward_rule).
+
+    Max-pooling needs no change: its gradient already routes the signal to the recorded argmax
+    positions ("switches"), which is Zeiler & Fergus' unpooling; a convolution's gradient is the
+    convolution with transposed (flipped) filters. ReLUs written as F.relu inside a forward()
+    cannot be swapped: the error says so.
+    """
+    relu_backward_rule(rule, torch.ones(1), torch.ones(1))  # reject unknown rules before patching
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(f"{type(model).__name__} has no nn.ReLU modules to swap; write its "
+                         f"activations as nn.ReLU() layers rather than F.relu calls")
+    try:
+        for module in relus:
+            module.forward = lambda x, _rule=rule: _RuleReLU.apply(x, _rule)
+        yield relus
+    finally:
+        for module in relus:
+            module.__dict__.pop("forward", None)

@@ -103,7 +103,25 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     # 32 -> pool 15 -> pool 7 -> pool 3 with 3/2 pooling; 32 -> 16 -> 8 -> 4 with 2/2 pooling
     if not overlap:
         layers["fc6"] = nn.Linear(c[4] * 4 * 4, hidden)
-    return nn.Sequential(layers)
+    net = nn.Sequential(layers)
+    init_weights(net, activation)
+    return net
+
+
+def init_weights(net: nn.Module, activation: str = "relu") -> None:
+    """He initialization (Xavier for tanh), zero biases, a small last layer.
+
+    The paper's N(0, 0.01) with biases of 1 needed ImageNet-scale patience; without batch norm an
+    eight-layer net with PyTorch's default init barely moves at first, so we use He et al. (2015).
+    """
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in layers:
+        if activation == "relu":
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        else:
+            nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain("tanh"))
+        nn.init.zeros_(m.bias)
+    nn.init.normal_(layers[-1].weight, std=0.01)
 
 
 def mini_alexnet(**kwargs) -> PixelModel:
@@ -248,6 +266,12 @@ def cifar10_recipe(cfg=None) -> dict:
     }
 
 
+def cifar10_cache_path(recipe: dict, cfg=None) -> Path:
+    """Where the model trained by `recipe` is cached (one file per recipe)."""
+    cfg = cfg or _settings.load()
+    return cfg.cache_dir / "models" / f"minialexnet-cifar10-{config_key(recipe)}.pt"
+
+
 def trained_cifar10(recipe: dict | None = None, cfg=None, progress: bool = True) -> tuple[PixelModel, dict]:
     """The MiniAlexNet trained on CIFAR-10 by `recipe`, from the cache or trained now (then cached).
 
@@ -258,17 +282,17 @@ def trained_cifar10(recipe: dict | None = None, cfg=None, progress: bool = True)
     from filelock import FileLock
     cfg = cfg or _settings.load()
     recipe = recipe or cifar10_recipe(cfg)
-    key = config_key(recipe)
-    path = cfg.cache_dir / "models" / f"minialexnet-cifar10-{key}.pt"
+    path = cifar10_cache_path(recipe, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         state = _data.safe_load(path)
-        if not (isinstance(state, dict) and state.get("recipe") == recipe):
+        trained_now = not (isinstance(state, dict) and state.get("recipe") == recipe)
+        if trained_now:
             state = _train_and_save(recipe, path, cfg, progress)
     model = mini_alexnet(**recipe["arch"])
     model.load_state_dict(state["model"])
     return model.eval(), {"recipe": recipe, "path": str(path), "history": state["history"],
-                          "test_top1": state["test_top1"], "test_top5": state["test_top5"]}
+                          "test_top1": state["test_top1"], "test_top5": state["test_top5"], "trained_now": trained_now}
 
 
 def _train_and_save(recipe: dict, path: Path, cfg, progress: bool) -> dict:
@@ -288,3 +312,49 @@ def _train_and_save(recipe: dict, path: Path, cfg, progress: bool) -> dict:
     import shutil
     shutil.rmtree(path.with_suffix(".checkpoints"), ignore_errors=True)
     return state
+
+
+# ---------------------------------------------------------------- smaller pieces for the lecture
+
+def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int = 32) -> nn.Sequential:
+    """The kind of net behind AlexNet's Figure 1: three conv layers and one fully connected,
+    no normalization, no dropout, PyTorch's default init for both activations (a fair race)."""
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
+    if activation not in acts:
+        raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
+    act = acts[activation]
+    return nn.Sequential(OrderedDict([
+        ("normalize", Normalize(_data.CIFAR10_MEAN, _data.CIFAR10_STD)),
+        ("conv1", nn.Conv2d(3, width, 5, padding=2)), ("act1", act()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(width, 2 * width, 5, padding=2)), ("act2", act()), ("pool2", nn.MaxPool2d(2)),
+        ("conv3", nn.Conv2d(2 * width, 2 * width, 3, padding=1)), ("act3", act()), ("pool3", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc4", nn.Linear(2 * width * 4 * 4, num_classes)),
+    ]))
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...]):
+    """A table of every leaf layer: name, type, output shape and parameter count (pandas)."""
+    import pandas as pd
+    from . import hooks
+    rows, handles = [], []
+
+    def record(name):
+        def hook(module, inputs, output):
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append({"layer": name, "type": type(module).__name__,
+                         "output shape": tuple(output.shape[1:]), "parameters": params})
+        return hook
+
+    names = {v: k for k, v in getattr(model, "aliases", {}).items()}
+    try:
+        for dotted, module in model.named_modules():
+            if dotted and not list(module.children()):
+                handles.append(module.register_forward_hook(record(names.get(dotted, dotted))))
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return pd.DataFrame(rows)

@@ -162,6 +162,16 @@ def predictions_panel(images, predictions, ncols: int = 4, size: float = 2.2):
     return fig
 
 
+def class_examples(dataset, class_name: str, count: int = 8, ncols: int = 8):
+    """The first `count` images of one class of an ImageSet."""
+    if class_name not in dataset.classes:
+        raise ValueError(f"unknown class {class_name!r}; choose one of {dataset.classes}")
+    if not 1 <= count <= 64:
+        raise ValueError(f"count must be between 1 and 64, not {count}")
+    index = torch.nonzero(dataset.labels == dataset.classes.index(class_name)).flatten()[:count]
+    return image_grid(dataset.images[index], ncols=min(ncols, count), suptitle=class_name)
+
+
 def use_headless() -> None:
     """Agg backend for scripts and tests (notebooks keep the inline backend)."""
     matplotlib.use("Agg")

@@ -122,9 +122,15 @@ def make_optimizer(model, lr, momentum, weight_decay):
 def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, steps_per_epoch: int):
     if schedule in (None, "constant"):
         return None
-    if schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
-                                                   steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    if schedule == "onecycle":  # warm up linearly to lr over the first quarter, then anneal to zero
+        total = max(1, epochs * steps_per_epoch)
+        warm = max(1, total // 4)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return 0.1 + 0.9 * step / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if schedule == "step":  # the paper: divide by 10 when progress stalls; here at 50% and 75%
         milestones = [int(epochs * steps_per_epoch * f) for f in (0.5, 0.75)]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)

@@ -1,0 +1,41 @@
+# Each target is a thin recipe; see README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+JUPYTER := $(VENV)/bin/jupyter
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+SUBMISSIONS ?= submissions
+
+.PHONY: lab course test unit notebooks student grade bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,grading,browser]'
+	touch $@
+
+lab: $(VENV)/.installed
+	$(JUPYTER) lab notebooks/
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
+
+course: $(VENV)/.installed
+	mkdir -p build
+	COURSEKIT_QUICK=0 $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+		--output-dir build $(NOTEBOOKS)
+	$(JUPYTER) nbconvert --to html --output-dir build $(addprefix build/,$(notdir $(NOTEBOOKS)))
+
+student: $(VENV)/.installed
+	$(PY) -m coursekit student
+
+grade: $(VENV)/.installed
+	$(PY) -m coursekit grade $(SUBMISSIONS)
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf build release .pytest_cache

@@ -1,0 +1,208 @@
+"""Which pixels make a unit fire: gradient, saliency, guided backprop, deconvnet, occlusion.
+
+The first four share one backward pass from a score to the image and differ only in what a ReLU
+sends back (hooks.relu_rule):
+
+    gradient    dS/dI, the true derivative (Simonyan et al. 2014)
+    saliency    max over colour channels of |dS/dI| (Simonyan et al. 2014)
+    deconvnet   ReLU applied to the backward signal, forward mask ignored (Zeiler & Fergus 2014)
+    guided      both: only positive signal through units that were on (Springenberg et al. 2015)
+
+The score S is a class's logit (target=class index, default the predicted class), or one unit of
+any named layer (layer="conv5", unit=channel; on a conv layer the channel's strongest position,
+as Zeiler & Fergus do, or position=(row, col)). Occlusion sensitivity needs no gradients at all:
+slide a grey square over the image and watch the class probability.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+
+from . import hooks
+from .plot import to_image
+from .widgets import Choice, Slider, validate
+
+METHODS = ("gradient", "saliency", "guided", "deconvnet")
+
+
+# ---------------------------------------------------------------- the score to explain
+
+def unit_activation(act: torch.Tensor, unit: int, position="max") -> torch.Tensor:
+    """One value per image from a layer output: channel `unit` at its strongest position
+    (position='max'), at position=(row, col), or the unit itself for a fully connected layer."""
+    if not 0 <= unit < act.shape[1]:
+        raise ValueError(f"unit {unit} is out of range: this layer has {act.shape[1]} units (0..{act.shape[1] - 1})")
+    channel = act[:, unit]
+    if channel.dim() == 1:
+        return channel
+    if position == "max":
+        return channel.flatten(1).max(1).values
+    row, col = position
+    return channel[:, row, col]
+
+
+def score(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
+          unit: int | None = None, position="max") -> torch.Tensor:
+    """The scalar to explain, summed over the batch (each image's gradient is its own)."""
+    if layer is not None:
+        if unit is None:
+            raise ValueError(f"layer={layer!r} needs unit=<channel index> to say which unit to explain")
+        return unit_activation(hooks.forward_until(model, x, layer), unit, position).sum()
+    logits = model(x)
+    if target is None:
+        target = logits.argmax(1)
+    target = torch.as_tensor(target, device=logits.device).long().expand(len(x))
+    if int(target.max()) >= logits.shape[1] or int(target.min()) < 0:
+        raise ValueError(f"target class {target.tolist()} is out of range: the model has {logits.shape[1]} classes")
+    return logits.gather(1, target[:, None]).sum()
+
+
+def _backprop(model, x, rule, target, layer, unit, position) -> torch.Tensor:
+    x = x.detach().clone().requires_grad_(True)
+    swap = contextlib.nullcontext() if rule == "gradient" else hooks.relu_rule(model, rule)
+    with swap, torch.enable_grad():
+        (grad,) = torch.autograd.grad(score(model, x, target, layer, unit, position), x)
+    return grad
+
+
+# ---------------------------------------------------------------- the methods
+
+def gradient(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
+    """dS/dI, same shape as x."""
+    return _backprop(model, x, "gradient", target, layer, unit, position)
+
+
+def saliency(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
+    """max over channels of |dS/dI|: one (N, H, W) map per image."""
+    return gradient(model, x, target, layer, unit, position).abs().amax(1)
+
+
+def guided_backprop(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
+    """Backprop where every ReLU passes only positive signal through units that were on."""
+    return _backprop(model, x, "guided", target, layer, unit, position)
+
+
+def deconvnet(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
+    """Zeiler & Fergus: unpool with switches, rectify the signal, apply transposed filters."""
+    return _backprop(model, x, "deconvnet", target, layer, unit, position)
+
+
+def attribute(model, x, method: str, **target) -> torch.Tensor:
+    """Any of METHODS by name (same keyword arguments as the functions themselves)."""
+    functions = {"gradient": gradient, "saliency": saliency, "guided": guided_backprop, "deconvnet": deconvnet}
+    if method not in functions:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(functions)}")
+    return functions[method](model, x, **target)
+
+
+def as_image(attr: torch.Tensor) -> torch.Tensor:
+    """A signed (3, H, W) attribution as a picture: zero is grey, the largest |value| saturates."""
+    attr = attr.detach().float()
+    return (0.5 + 0.5 * attr / attr.abs().max().clamp_min(1e-12)).clamp(0, 1)
+
+
+# ---------------------------------------------------------------- occlusion sensitivity
+
+@dataclass
+class Occlusion:
+    prob: torch.Tensor       # (rows, cols): p(label) with the square at each position
+    top_class: torch.Tensor  # (rows, cols): the most probable class then
+    top_prob: torch.Tensor   # (rows, cols): its probability
+    base_prob: float         # p(label) without any occluder
+    size: int
+    stride: int
+
+    def pixel_map(self, height: int, width: int, values: torch.Tensor | None = None) -> torch.Tensor:
+        """Per pixel: the mean of `values` (default prob) over the occluder positions covering it."""
+        values = self.prob if values is None else values
+        total = torch.zeros(height, width)
+        count = torch.zeros(height, width)
+        for r in range(values.shape[0]):
+            for c in range(values.shape[1]):
+                top, left = r * self.stride, c * self.stride
+                total[top:top + self.size, left:left + self.size] += float(values[r, c])
+                count[top:top + self.size, left:left + self.size] += 1
+        return total / count.clamp_min(1)
+
+
+def occluded_batch(x: torch.Tensor, corners: list[tuple[int, int]], size: int, fill: float) -> torch.Tensor:
+    """Copies of one image (1, 3, H, W), each with a fill-valued square at one (top, left) corner."""
+    corners_t = torch.tensor(corners, device=x.device)
+    rows = torch.arange(x.shape[-2], device=x.device)
+    cols = torch.arange(x.shape[-1], device=x.device)
+    inside_r = (rows >= corners_t[:, :1]) & (rows < corners_t[:, :1] + size)   # (B, H)
+    inside_c = (cols >= corners_t[:, 1:]) & (cols < corners_t[:, 1:] + size)   # (B, W)
+    mask = (inside_r[:, :, None] & inside_c[:, None, :])[:, None]              # (B, 1, H, W)
+    return torch.where(mask, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
+
+
+@torch.no_grad()
+def occlusion(model: nn.Module, x: torch.Tensor, label: int, size: int, stride: int,
+              fill: float = 0.5, batch_size: int = 64) -> Occlusion:
+    """Slide a size x size square of grey (fill, in [0, 1] pixels) over the image x (1, 3, H, W) with
+    the given stride; record p(label) and the most probable class at every position, in batches."""
+    height, width = x.shape[-2:]
+    if x.dim() != 4 or len(x) != 1:
+        raise ValueError(f"occlusion takes one image (1, 3, H, W), got {tuple(x.shape)}")
+    if not 1 <= size <= min(height, width):
+        raise ValueError(f"occluder size {size} must be between 1 and the image side {min(height, width)}")
+    if not 1 <= stride <= min(height, width):
+        raise ValueError(f"stride {stride} must be between 1 and the image side {min(height, width)}")
+    tops, lefts = range(0, height - size + 1, stride), range(0, width - size + 1, stride)
+    corners = [(t, l) for t in tops for l in lefts]
+    probs = torch.cat([model(occluded_batch(x, corners[i:i + batch_size], size, fill)).softmax(1).cpu()
+                       for i in range(0, len(corners), batch_size)]).view(len(tops), len(lefts), -1)
+    base = model(x).softmax(1)[0, label].item()
+    top = probs.max(-1)
+    return Occlusion(probs[..., label], top.indices, top.values, base, size, stride)
+
+
+# ---------------------------------------------------------------- Try it panels
+
+UNIT_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+ATTRIBUTION_PANEL = [Choice("method", list(METHODS), "guided"), Choice("layer", UNIT_LAYERS, "conv5"),
+                     Slider("unit", 0, 31, 1, 0)]
+
+
+def attribution_panel(model: nn.Module, image: torch.Tensor, method: str, layer: str, unit: int):
+    """The image beside what `method` says makes `unit` of `layer` fire (its strongest position)."""
+    validate(ATTRIBUTION_PANEL, method=method, layer=layer, unit=unit)
+    attr = attribute(model, image, method, layer=layer, unit=unit)[0]
+    shown = attr.cpu().numpy() if method == "saliency" else to_image(as_image(attr))
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    axes[0].imshow(to_image(image[0]))
+    axes[1].imshow(shown, cmap="hot" if method == "saliency" else None)
+    axes[1].set_title(f"{method}: {layer} unit {unit}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+OCCLUSION_PANEL = [Slider("size", 10, 50, 5, 25, "occluder size (% of side)"),
+                   Slider("stride", 5, 25, 5, 10, "stride (% of side)")]
+
+
+def occlusion_panel(model: nn.Module, image: torch.Tensor, label: int, classes, size: int, stride: int):
+    """Occlusion maps of p(label) and of the most probable class, the occluder given in % of the side."""
+    validate(OCCLUSION_PANEL, size=size, stride=stride)
+    side = image.shape[-1]
+    result = occlusion(model, image, label, max(1, round(side * size / 100)), max(1, round(side * stride / 100)))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    axes[0].imshow(to_image(image[0]))
+    axes[0].set_title(f"{classes[label]}: p={result.base_prob:.2f}", fontsize=9)
+    im = axes[1].imshow(result.prob.numpy(), cmap="jet", vmin=0, vmax=max(result.base_prob, 1e-3))
+    axes[1].set_title(f"p({classes[label]}) with the square there", fontsize=9)
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[2].imshow(result.top_class.numpy(), cmap="tab10" if len(classes) <= 10 else "tab20",
+                   vmin=0, vmax=len(classes) - 1 if len(classes) <= 10 else None)
+    names = sorted({classes[i] for i in result.top_class.flatten().tolist()})
+    axes[2].set_title("most probable: " + ", ".join(names[:3]) + ("..." if len(names) > 3 else ""), fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,129 @@
+"""Feature evolution during training (Zeiler & Fergus 2014, Figure 4: "early layers converge faster").
+
+Train once, keeping a copy of the weights at growing epochs; then ask, per layer, how far each
+snapshot is from the final network:
+    representation: linear CKA between the layer's activations now and at the end, on fixed probe
+                    images (Kornblith et al. 2019); 1 means the same features up to rotation/scale
+    weights:        1 - cosine similarity of the flattened weights
+A layer has "settled" at the first snapshot from which its CKA to the final network stays >= 0.9.
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+
+from . import hooks, train
+from .plot import filter_grid
+from .widgets import Slider, validate
+
+
+def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], **fit_args) -> dict[int, dict]:
+    """Train `model` up to max(epochs), returning {epoch: state_dict} at each listed epoch
+    (0 = before training). The learning rate is constant so that stopping and resuming at every
+    snapshot is exactly one uninterrupted run (train.fit resumes from its own checkpoint)."""
+    if sorted(set(epochs)) != list(epochs) or epochs[0] < 0:
+        raise ValueError(f"epochs must be increasing and >= 0, got {epochs}")
+    snapshots = {}
+    with tempfile.TemporaryDirectory() as checkpoints:
+        for epoch in epochs:
+            if epoch > 0:
+                train.fit(model, train_set, epochs=epoch, schedule=None, checkpoint_dir=checkpoints,
+                          progress=False, **fit_args)
+            snapshots[epoch] = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+    return snapshots
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear CKA of two activation matrices (n examples, any shape): 1 = same up to rotation and scale."""
+    a = a.flatten(1).double()
+    b = b.flatten(1).double()
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    cross = (a.T @ b).norm() ** 2  # ||A^T B||_F^2 without forming n x n Gram matrices
+    return float(cross / ((a.T @ a).norm() * (b.T @ b).norm()).clamp_min(1e-30))
+
+
+def weight_change(w: torch.Tensor, w_ref: torch.Tensor) -> float:
+    """1 - cosine similarity of two weight tensors."""
+    return 1 - float(torch.nn.functional.cosine_similarity(w.flatten().double(), w_ref.flatten().double(), 0))
+
+
+@torch.no_grad()
+def similarity_to_final(model: nn.Module, snapshots: dict[int, dict], probe: torch.Tensor,
+                        layers: list[str]) -> dict[str, dict[int, float]]:
+    """{layer: {epoch: CKA(activations at epoch, activations at the last snapshot)}} on `probe` images."""
+    def acts(state):
+        model.load_state_dict(state)
+        return hooks.activations(model.eval(), probe, layers)
+
+    epochs = sorted(snapshots)
+    final = acts(snapshots[epochs[-1]])
+    table = {layer: {} for layer in layers}
+    for epoch in epochs:
+        now = acts(snapshots[epoch])
+        for layer in layers:
+            table[layer][epoch] = linear_cka(now[layer], final[layer])
+    model.load_state_dict(snapshots[epochs[-1]])
+    return table
+
+
+def weight_changes(model: nn.Module, snapshots: dict[int, dict], layers: list[str]) -> dict[str, dict[int, float]]:
+    """{layer: {epoch: 1 - cos(weights at epoch, final weights)}}."""
+    epochs = sorted(snapshots)
+    names = {layer: _weight_key(model, layer) for layer in layers}
+    last = snapshots[epochs[-1]]
+    return {layer: {e: weight_change(snapshots[e][key], last[key]) for e in epochs} for layer, key in names.items()}
+
+
+def _weight_key(model: nn.Module, layer: str) -> str:
+    target = hooks.get_layer(model, layer)
+    for name, module in model.named_modules():
+        if module is target:
+            return f"{name}.weight"
+    raise KeyError(layer)
+
+
+def settled_at(similarity: dict[int, float], threshold: float = 0.9) -> int:
+    """The first epoch from which similarity to the final network stays >= threshold."""
+    epochs = sorted(similarity)
+    for i, epoch in enumerate(epochs):
+        if all(similarity[e] >= threshold for e in epochs[i:]):
+            return epoch
+    return epochs[-1]
+
+
+def plot_similarity(table: dict[str, dict[int, float]], ylabel: str = "CKA to the final network"):
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for layer, series in table.items():
+        ax.plot(list(series), list(series.values()), "o-", label=layer)
+    ax.set_xlabel("epoch of the snapshot")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Try it: scrub through training
+
+SNAPSHOT_PANEL = [Slider("snapshot", 0, 4, 1, 4, "snapshot (0 = first)")]
+
+
+def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str, dict[int, float]], snapshot: int):
+    """conv1 filters at one snapshot, beside every layer's CKA to the final network then."""
+    validate(SNAPSHOT_PANEL, snapshot=snapshot)
+    epochs = sorted(snapshots)
+    if snapshot >= len(epochs):
+        raise ValueError(f"snapshot {snapshot} is out of range: there are {len(epochs)} snapshots (0..{len(epochs) - 1})")
+    epoch = epochs[snapshot]
+    weight = snapshots[epoch][_weight_key(model, "conv1")]
+    fig = filter_grid(weight[:32], ncols=8, size=0.5, suptitle=f"conv1 filters after {epoch} epochs")
+    ax = fig.add_axes([1.02, 0.15, 0.5, 0.7])
+    layers = list(table)
+    ax.barh(layers[::-1], [table[l][epoch] for l in layers[::-1]], color="tab:green")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("CKA to final", fontsize=8)
+    return fig

@@ -1,0 +1,127 @@
+"""Top-9 patches (Zeiler & Fergus 2014, Figure 2): the image pieces that excite a unit most.
+
+One pass over a data set records, for every channel of every chosen layer, its k strongest
+activations (one per image, at the channel's strongest position), which image and where. The patch
+shown is the unit's receptive field there, cut from the image (grey where it leaves the image).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+
+from . import data as _data
+from . import hooks, receptive
+from .plot import rescale, to_image
+from .widgets import Choice, Slider, validate
+
+
+@dataclass
+class TopActivations:
+    """Per layer: values, image indices and (row, col) positions, each of shape (channels, k)."""
+    values: dict[str, torch.Tensor]
+    images: dict[str, torch.Tensor]
+    positions: dict[str, torch.Tensor]  # (channels, k, 2)
+    fields: dict[str, receptive.ReceptiveField]
+
+    def patches(self, images: torch.Tensor, layer: str, unit: int) -> torch.Tensor:
+        """The k receptive-field crops (k, 3, s, s) that excite `unit` of `layer` most, strongest first."""
+        if layer not in self.values:
+            raise KeyError(f"layer {layer!r} was not mined; mined layers: {list(self.values)}")
+        channels = self.values[layer].shape[0]
+        if not 0 <= unit < channels:
+            raise ValueError(f"unit {unit} is out of range: {layer} has {channels} channels (0..{channels - 1})")
+        rf = self.fields[layer]
+        crops = []
+        for index, (row, col) in zip(self.images[layer][unit].tolist(), self.positions[layer][unit].tolist()):
+            image = _data.to_float(images[index].cpu())
+            crops.append(receptive.crop(image, rf.box(row, col)))
+        return torch.stack(crops)
+
+
+def _strongest(act: torch.Tensor):
+    """Per image and channel: the maximum activation and its (row, col); fc layers sit at (0, 0)."""
+    if act.dim() == 2:
+        return act, torch.zeros(*act.shape, 2, dtype=torch.long, device=act.device)
+    values, flat = act.flatten(2).max(2)
+    return values, torch.stack([flat // act.shape[-1], flat % act.shape[-1]], -1)
+
+
+@torch.no_grad()
+def mine(model: nn.Module, images: torch.Tensor, layers: list[str], k: int = 9,
+         batch_size: int = 250) -> TopActivations:
+    """One pass over `images` (N, 3, H, W), uint8 or [0, 1] floats: each channel's k best images."""
+    if len(images) < k:
+        raise ValueError(f"need at least k={k} images, got {len(images)}")
+    device = next(model.parameters()).device
+    best = {}
+    for start in range(0, len(images), batch_size):
+        x = _data.to_float(images[start:start + batch_size].to(device))
+        acts = hooks.activations(model, x, layers)
+        index = torch.arange(start, start + len(x), device=device)
+        for layer in layers:
+            values, pos = _strongest(acts[layer].float())                   # (B, C), (B, C, 2)
+            candidates = (values.T, index.expand_as(values.T), pos.transpose(0, 1))
+            if layer in best:
+                candidates = tuple(torch.cat([old, new], 1) for old, new in zip(best[layer], candidates))
+            keep = candidates[0].topk(min(k, candidates[0].shape[1]), dim=1).indices
+            best[layer] = (candidates[0].gather(1, keep), candidates[1].gather(1, keep),
+                           candidates[2].gather(1, keep[..., None].expand(-1, -1, 2)))
+    fields = receptive.receptive_fields(model, images.shape[-1])
+    return TopActivations({n: b[0].cpu() for n, b in best.items()}, {n: b[1].cpu() for n, b in best.items()},
+                          {n: b[2].cpu() for n, b in best.items()}, {n: fields[n] for n in layers})
+
+
+def patch_grid(top: TopActivations, images: torch.Tensor, layer: str, units, size: float = 0.7):
+    """One row per unit: its 9 (k) strongest patches, strongest on the left."""
+    units = list(units)
+    k = top.values[layer].shape[1]
+    fig, axes = plt.subplots(len(units), k, figsize=(size * k, size * len(units) + 0.4), squeeze=False)
+    for r, unit in enumerate(units):
+        for c, patch in enumerate(top.patches(images, layer, unit)):
+            axes[r, c].imshow(to_image(patch), interpolation="nearest")
+        axes[r, 0].set_ylabel(f"unit {unit}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]); ax.set_yticks([])
+    rf = top.fields[layer]
+    fig.suptitle(f"{layer}: top-{k} patches ({rf.size:g}px receptive field)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def filter_image(weight: torch.Tensor) -> torch.Tensor:
+    """A conv filter (in, k, k) as a picture: RGB for the first layer, else one row per input channel."""
+    if weight.shape[0] == 3:
+        return rescale(weight)
+    rows = weight.flatten(1)                                           # (in, k*k)
+    return rescale(rows)[None].expand(3, -1, -1)
+
+
+# ---------------------------------------------------------------- Try it: a unit's filter and top-9
+
+UNIT_PANEL = [Choice("layer", ["conv1", "conv2", "conv3", "conv4", "conv5"], "conv1"),
+              Slider("unit", 0, 31, 1, 0)]
+
+
+def unit_panel(model: nn.Module, top: TopActivations, images: torch.Tensor, layer: str, unit: int):
+    """A unit's filter weights beside the 9 patches that excite it most."""
+    validate(UNIT_PANEL, layer=layer, unit=unit)
+    weight = hooks.get_layer(model, layer).weight.detach().float().cpu()
+    if not 0 <= unit < weight.shape[0]:
+        raise ValueError(f"unit {unit} is out of range: {layer} has {weight.shape[0]} filters")
+    patches = top.patches(images, layer, unit)
+    rows = max(1, -(-len(patches) // 3))
+    fig = plt.figure(figsize=(6.5, 2.2 + 0.4 * rows))
+    grid = fig.add_gridspec(rows, 4, width_ratios=[2.5, 1, 1, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(to_image(filter_image(weight[unit])), interpolation="nearest", aspect="auto")
+    ax.set_title(f"{layer} filter {unit}" + ("" if weight.shape[1] == 3 else "\n(rows: input channels)"), fontsize=8)
+    ax.axis("off")
+    for i, patch in enumerate(patches):
+        a = fig.add_subplot(grid[i // 3, 1 + i % 3])
+        a.imshow(to_image(patch), interpolation="nearest")
+        a.axis("off")
+    fig.suptitle(f"top-{len(patches)} patches, {top.fields[layer].size:g}px each", fontsize=9)
+    return fig

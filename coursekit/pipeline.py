@@ -1,0 +1,63 @@
+"""The common pipeline until 2012: hand-made features + a linear classifier.
+
+Each feature function maps uint8 images (N, 3, H, W) to a (N, D) float array; `linear_accuracy`
+trains the same linear classifier (standardize, then multinomial logistic regression, scikit-learn)
+on any of them, so the only thing that differs between the bars of the comparison is the features.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import data as _data
+from . import hooks
+
+
+def pixel_features(images: torch.Tensor) -> np.ndarray:
+    """The raw pixels, flattened: no feature engineering at all."""
+    return _data.to_float(images).flatten(1).numpy()
+
+
+def hog_features(images: torch.Tensor, cell: int = 8, orientations: int = 9) -> np.ndarray:
+    """Histograms of oriented gradients (Dalal & Triggs 2005) of the grey image, via scikit-image."""
+    from skimage.color import rgb2gray
+    from skimage.feature import hog
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    return np.stack([hog(rgb2gray(a), orientations=orientations, pixels_per_cell=(cell, cell),
+                         cells_per_block=(2, 2), block_norm="L2-Hys") for a in arrays]).astype(np.float32)
+
+
+def colour_histogram(images: torch.Tensor, bins: int = 4) -> np.ndarray:
+    """A joint RGB histogram with bins**3 cells per image, normalized to sum to 1."""
+    q = (images.long() * bins // 256)                                   # (N, 3, H, W) in 0..bins-1
+    cell = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]                  # (N, H, W)
+    offsets = torch.arange(len(images))[:, None] * bins ** 3
+    counts = torch.bincount((cell.flatten(1) + offsets).flatten(), minlength=len(images) * bins ** 3)
+    counts = counts.view(len(images), bins ** 3).float()
+    return (counts / counts.sum(1, keepdim=True)).numpy()
+
+
+@torch.no_grad()
+def network_features(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int = 500) -> np.ndarray:
+    """A trained network's activations at `layer` (e.g. 'relu7', the penultimate), flattened."""
+    device = next(model.parameters()).device
+    out = [hooks.forward_until(model, _data.to_float(images[i:i + batch_size].to(device)), layer).flatten(1).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).float().numpy()
+
+
+def linear_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, c: float = 1.0,
+                    max_iter: int = 300) -> float:
+    """Test accuracy of a standardized multinomial logistic regression trained on (train_x, train_y)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier.fit(train_x, np.asarray(train_y))
+    return float(classifier.score(test_x, np.asarray(test_y)))

@@ -1,0 +1,150 @@
+"""Receptive fields: which input pixels each layer's units can see, computed from the model itself.
+
+One forward pass with hooks on every leaf module records the layers in the order they run; each
+convolution or pooling then updates three numbers (Araujo et al. 2019, "Computing receptive fields"):
+
+    size   r_l = r_{l-1} + (k_l - 1) * d_l * j_{l-1}      how many pixels one unit sees
+    stride j_l = j_{l-1} * s_l                             pixels between neighbouring units
+    start  c_l = c_{l-1} + ((k_l - 1) * d_l / 2 - p_l) * j_{l-1}   centre of unit (0, 0), in pixels
+
+Element-wise layers (ReLU, normalization, dropout) keep all three. Fully connected layers see the
+whole image. Works for any chain of layers (any nn.Module), not only AlexNet-shaped ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import hooks
+from .widgets import Choice, Slider, validate
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    size: float     # pixels one unit sees along each side (float when the image is not square-divisible)
+    stride: float   # pixels between neighbouring units
+    start: float    # centre of unit (0, 0) in input pixels (negative when padding reaches outside)
+    out_size: int   # the layer's output height (1 for fully connected layers)
+
+    def center(self, row: int, col: int) -> tuple[float, float]:
+        """Centre, in input pixels, of the unit at (row, col) of this layer's output."""
+        return self.start + row * self.stride, self.start + col * self.stride
+
+    def box(self, row: int, col: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of what the unit at (row, col) sees; may reach outside the image."""
+        cy, cx = self.center(row, col)
+        half = (self.size - 1) / 2
+        return round(cy - half), round(cx - half), round(cy + half) + 1, round(cx + half) + 1
+
+
+def _geometry(module: nn.Module):
+    """(kernel, stride, padding, dilation) of a conv or pooling layer, else None."""
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        pick = lambda v: v[0] if isinstance(v, tuple) else v
+        dilation = pick(getattr(module, "dilation", 1))
+        return pick(module.kernel_size), pick(module.stride), pick(module.padding), dilation
+    return None
+
+
+def _record_layers(model: nn.Module, input_size: int, device) -> list[tuple[str, nn.Module, tuple, tuple]]:
+    """(name, module, input shape, output shape) of every leaf module, in the order they run."""
+    names = {module: name for name, module in model.named_modules()}
+    leaves = [m for m in model.modules() if not list(m.children())]
+    order, handles = [], []
+
+    def hook(module, inputs, output):
+        order.append((names[module], module, tuple(inputs[0].shape), tuple(output.shape)))
+
+    try:
+        for module in leaves:
+            handles.append(module.register_forward_hook(hook))
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def _step(rf: ReceptiveField, module, in_shape, out_shape, image: int, name: str) -> ReceptiveField:
+    geometry = _geometry(module)
+    if len(out_shape) != 4:  # flatten / linear: every unit sees the whole image
+        return ReceptiveField(float(image), float(image), (image - 1) / 2, 1)
+    if geometry is None and isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        stride = in_shape[-1] // out_shape[-1]
+        geometry = (in_shape[-1] - (out_shape[-1] - 1) * stride, stride, 0, 1)
+    if geometry is None:
+        if len(in_shape) == 4 and in_shape[-2:] != out_shape[-2:]:
+            raise ValueError(f"layer {name!r} ({type(module).__name__}) changes the spatial size "
+                             f"{in_shape[-2:]} -> {out_shape[-2:]} but is not a conv or pooling layer; "
+                             f"receptive fields cannot be computed through it")
+        return ReceptiveField(rf.size, rf.stride, rf.start, out_shape[-1])
+    k, s, p, d = geometry
+    return ReceptiveField(rf.size + (k - 1) * d * rf.stride, rf.stride * s,
+                          rf.start + ((k - 1) * d / 2 - p) * rf.stride, out_shape[-1])
+
+
+def receptive_fields(model: nn.Module, input_size: int) -> dict[str, ReceptiveField]:
+    """Receptive field of every layer, keyed by alias (conv1 ...) where the model has aliases,
+    else by dotted module name, in forward order."""
+    device = next(model.parameters()).device
+    aliases = {target: alias for alias, target in getattr(model, "aliases", {}).items()}
+    rf = ReceptiveField(1.0, 1.0, 0.0, input_size)
+    fields = {}
+    for name, module, in_shape, out_shape in _record_layers(model, input_size, device):
+        rf = _step(rf, module, in_shape, out_shape, input_size, name)
+        if not aliases or name in aliases:
+            fields[aliases.get(name, name)] = rf
+    return fields
+
+
+def table(model: nn.Module, input_size: int):
+    """The receptive fields as a pandas DataFrame (one row per layer)."""
+    import pandas as pd
+    rows = [{"layer": n, "size": rf.size, "stride": rf.stride, "start": rf.start, "output": rf.out_size}
+            for n, rf in receptive_fields(model, input_size).items()]
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def crop(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 0.5) -> torch.Tensor:
+    """The (3, h, w) patch of `image` inside box=(top, left, bottom, right), grey where it leaves the image."""
+    top, left, bottom, right = box
+    h, w = image.shape[-2:]
+    pad = (max(0, -left), max(0, right - w), max(0, -top), max(0, bottom - h))
+    padded = F.pad(image, pad, value=fill)
+    top, left = top + pad[2], left + pad[0]
+    return padded[..., top:top + bottom - box[0], left:left + right - box[1]]
+
+
+# ---------------------------------------------------------------- Try it: what one unit sees
+
+HIERARCHY_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+HIERARCHY_PANEL = [Choice("layer", HIERARCHY_LAYERS, "conv1"), Slider("channel", 0, 31, 1, 0)]
+
+
+def hierarchy_panel(model: nn.Module, image: torch.Tensor, layer: str, channel: int):
+    """One channel's activation map for `image` (1, 3, S, S) beside the image, with the receptive
+    field of the most active unit drawn as a box: deeper layers see larger pieces of the image."""
+    validate(HIERARCHY_PANEL, layer=layer, channel=channel)
+    act = hooks.activations(model, image, layer)[layer][0]
+    if not 0 <= channel < act.shape[0]:
+        raise ValueError(f"channel {channel} is out of range: {layer} has {act.shape[0]} channels")
+    rf = receptive_fields(model, image.shape[-1])[layer]
+    amap = act[channel]
+    row, col = divmod(int(amap.argmax()), amap.shape[-1])
+    top, left, bottom, right = rf.box(row, col)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.4, 3.2))
+    a.imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+    a.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=2))
+    a.set_title(f"{layer} receptive field {rf.size:g}px", fontsize=9)
+    b.imshow(amap.cpu().numpy(), cmap="viridis")
+    b.plot(col, row, "r+", ms=12)
+    b.set_title(f"{layer} channel {channel}: max {float(amap.max()):.2f}", fontsize=9)
+    for ax in (a, b):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,125 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from coursekit import data
+from conftest import make_image_folder
+
+
+def test_image_folder_reads_classes_in_order(tmp_path):
+    make_image_folder(tmp_path / "set", ("zebra", "ant"), per_class=2, size=40)
+    ds = data.image_folder(tmp_path / "set", size=32)
+    assert ds.classes == ["ant", "zebra"]
+    assert ds.images.shape == (4, 3, 32, 32) and ds.images.dtype == torch.uint8
+    assert ds.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_modes_are_converted_to_rgb(tmp_path):
+    folder = tmp_path / "set" / "things"
+    folder.mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("L").save(folder / "grey.png")
+    Image.fromarray(rgb).convert("RGBA").save(folder / "alpha.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    ds = data.image_folder(tmp_path / "set", size=16)
+    assert ds.images.shape == (4, 3, 16, 16)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    make_image_folder(tmp_path / "set", ("a",), per_class=1)
+    bad = tmp_path / "set" / "a" / "broken.jpg"
+    bad.write_bytes(b"not really a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        data.image_folder(tmp_path / "set")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        ds = data.image_folder(tmp_path / "set", skip_bad=True)
+    assert len(ds) == 1
+
+
+def test_missing_cifar_lists_roots_and_fixes(tmp_path, monkeypatch, isolated_cache):
+    monkeypatch.setenv("COURSEKIT_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.cifar10("train")
+    message = str(err.value)
+    assert str(tmp_path / "nowhere" / "cifar10") in message
+    assert "COURSEKIT_DATA" in message and "download" in message
+
+
+def test_cifar_is_cached_and_reused(tiny_cifar, isolated_cache):
+    first = data.cifar10("train")
+    assert first.images.shape == (60, 3, 32, 32) and first.classes == data.CIFAR10_CLASSES
+    cache_files = list(isolated_cache.glob("cifar10-train-*.pt"))
+    assert len(cache_files) == 1
+    second = data.cifar10("train")
+    assert torch.equal(first.images, second.images)
+
+
+def test_truncated_cache_is_rebuilt(tiny_cifar, isolated_cache):
+    first = data.cifar10("test")
+    path = next(isolated_cache.glob("cifar10-test-*.pt"))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        again = data.cifar10("test")
+    assert torch.equal(first.images, again.images)
+
+
+def test_subset_is_class_balanced(tiny_cifar):
+    ds = data.cifar10("train").subset(per_class=2, seed=3)
+    assert len(ds) == 20 and torch.bincount(ds.labels).tolist() == [2] * 10
+    assert torch.equal(ds.images, data.cifar10("train").subset(per_class=2, seed=3).images)
+
+
+def test_augment_keeps_shape_and_range_and_is_seeded():
+    x = torch.rand(8, 3, 32, 32)
+    a = data.augment(x, generator=torch.Generator().manual_seed(0))
+    b = data.augment(x, generator=torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert 0 <= a.min() and a.max() <= 1
+
+
+def test_augment_crop_is_a_shifted_window():
+    x = torch.arange(32.0).repeat(1, 3, 32, 1) / 32  # value = column index
+    out = data.augment(x, pad=4, flip=False, generator=torch.Generator().manual_seed(1))
+    row = out[0, 0, 16]
+    # a shifted window of a reflect-padded ramp: the interior still steps by 1/32
+    steps = (row[1:] - row[:-1]) * 32
+    assert ((steps.round() == 1) | (steps.round() == -1)).all()
+
+
+def test_pca_jitter_shifts_colours_only():
+    x = torch.full((4, 3, 8, 8), 0.5)
+    out = data.augment(x, pad=0, flip=False, pca_jitter=0.1, generator=torch.Generator().manual_seed(0))
+    per_image_shift = out - x
+    assert torch.allclose(per_image_shift, per_image_shift[:, :, :1, :1].expand_as(per_image_shift))
+    assert per_image_shift.abs().sum() > 0
+
+
+def test_normalize_round_trip():
+    x = torch.rand(2, 3, 4, 4)
+    y = data.normalize(x, data.CIFAR10_MEAN, data.CIFAR10_STD)
+    assert torch.allclose(data.denormalize(y, data.CIFAR10_MEAN, data.CIFAR10_STD), x, atol=1e-6)
+
+
+def test_load_photo_shape_and_range():
+    x = data.load_photo(data.photo("chelsea"), 224)
+    assert x.shape == (1, 3, 224, 224) and 0 <= x.min() and x.max() <= 1
+    with pytest.raises(ValueError, match="unknown photo"):
+        data.photo("unicorn")
+
+
+def test_imagenet_sample_names_match_torchvision_order():
+    from coursekit import models, settings
+    if data.find_dataset("imagenet-samples") is None:
+        pytest.skip("no imagenet-samples folder under the data roots (set COURSEKIT_DATA)")
+    samples = data.imagenet_samples()
+    classes = models.imagenet_classes()
+    assert len(samples) == 1000
+    renamed = {134: "crane", 639: "maillot"}  # torchvision tells two same-named classes apart
+    for path, index, name in samples:
+        expected = classes[index]
+        assert name == expected or name == renamed.get(index), (index, name, expected)

@@ -1,0 +1,75 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from coursekit import hooks, models
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_dotted_names_work_on_any_module():
+    model = Tiny()
+    acts = hooks.activations(model, torch.ones(1, 3), ["body.0", "head"])
+    assert acts["body.0"].shape == (1, 4) and acts["head"].shape == (1, 2)
+    assert hooks.layer_names(model) == ["body.0", "body.1", "head"]
+
+
+def test_unknown_layer_lists_valid_names():
+    with pytest.raises(KeyError) as err:
+        hooks.get_layer(models.mini_alexnet(), "conv9")
+    assert "conv9" in str(err.value) and "conv5" in str(err.value) and "fc8" in str(err.value)
+
+
+def test_hooks_removed_even_after_an_exception():
+    model = Tiny()
+    with pytest.raises(RuntimeError):
+        with hooks.capture(model, ["head"]):
+            raise RuntimeError("boom")
+    assert _hook_count(model) == 0
+    with pytest.raises(RuntimeError):
+        with hooks.capture_grads(model, ["head"]):
+            raise RuntimeError("boom")
+    assert _hook_count(model) == 0
+
+
+def test_capture_gradients_of_a_linear_layer():
+    model = Tiny()
+    x = torch.randn(5, 3)
+    with hooks.capture_grads(model, ["head"]) as grads:
+        model(x)[:, 1].sum().backward()
+    assert torch.equal(grads["head"], torch.tensor([[0.0, 1.0]]).expand(5, 2))
+
+
+def test_capture_keeps_graph_when_asked():
+    model = Tiny()
+    x = torch.randn(2, 3, requires_grad=True)
+    with hooks.capture(model, "body.0", detach=False) as acts:
+        model(x)
+    acts["body.0"].sum().backward()
+    assert x.grad is not None
+
+
+def test_forward_until_stops_early():
+    model = models.mini_alexnet(width=0.25)
+    out = hooks.forward_until(model, torch.rand(1, 3, 32, 32), "conv2")
+    assert out.shape[1] == model.net.conv2.out_channels
+    assert _hook_count(model) == 0
+
+
+def test_layer_not_on_the_path_is_reported():
+    model = Tiny()
+    model.unused = nn.Linear(1, 1)
+    with pytest.raises(RuntimeError, match="never ran"):
+        hooks.activations(model, torch.ones(1, 3), ["unused"])

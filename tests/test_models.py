@@ -1,0 +1,134 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from coursekit import hooks, models
+
+
+def test_mini_alexnet_shapes_and_aliases():
+    model = models.mini_alexnet()
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    acts = hooks.activations(model, x, ["conv1", "pool1", "conv2", "pool2", "conv5", "pool5", "fc6", "fc7", "fc8"])
+    assert acts["conv1"].shape == (2, 64, 32, 32)
+    assert acts["pool1"].shape == (2, 64, 15, 15)
+    assert acts["pool2"].shape == (2, 192, 7, 7)
+    assert acts["pool5"].shape == (2, 256, 3, 3)
+    assert acts["fc7"].shape == (2, 1024) and acts["fc8"].shape == (2, 10)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"activation": "tanh"}, {"lrn": False}, {"overlap": False}, {"dropout": 0.0}, {"width": 0.25},
+])
+def test_every_ingredient_switches(kwargs):
+    model = models.mini_alexnet(**kwargs)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    names = dict(model.named_modules())
+    if kwargs.get("activation") == "tanh":
+        assert isinstance(names["net.relu1"], torch.nn.Tanh)
+    if kwargs.get("lrn") is False:
+        assert isinstance(names["net.lrn1"], torch.nn.Identity)
+    if kwargs.get("overlap") is False:
+        assert names["net.pool1"].kernel_size == 2
+
+
+@pytest.mark.parametrize("kwargs, culprit", [({"activation": "sigmoid"}, "activation"), ({"dropout": 1.5}, "dropout")])
+def test_bad_arguments(kwargs, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        models.mini_alexnet(**kwargs)
+
+
+def test_lrn_matches_the_papers_formula():
+    torch.manual_seed(0)
+    a = torch.randn(2, 7, 3, 3) * 10
+    k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
+    out = models.LocalResponseNorm(n, alpha, beta, k)(a)
+    expected = torch.empty_like(a)
+    N = a.shape[1]
+    for i in range(N):
+        lo, hi = max(0, i - n // 2), min(N - 1, i + n // 2)
+        expected[:, i] = a[:, i] / (k + alpha * (a[:, lo:hi + 1] ** 2).sum(1)) ** beta
+    assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_alexnet_without_weights_shapes_and_parameter_count():
+    model = models.alexnet(pretrained=False)
+    assert sum(p.numel() for p in model.parameters()) == 61_100_840
+    x = torch.rand(1, 3, 224, 224)
+    acts = hooks.activations(model, x, ["conv1", "conv5", "pool5", "fc6", "fc8"])
+    assert acts["conv1"].shape == (1, 64, 55, 55)
+    assert acts["conv5"].shape == (1, 256, 13, 13)
+    assert acts["pool5"].shape == (1, 256, 6, 6)
+    assert acts["fc8"].shape == (1, 1000)
+    assert model.net.features[0].kernel_size == (11, 11) and model.net.features[0].stride == (4, 4)
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_alexnet_preprocessing_is_imagenet_normalization():
+    model = models.alexnet(pretrained=False)
+    x = torch.rand(1, 3, 224, 224)
+    expected = (x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(model.normalize(x), expected)
+    assert len(models.imagenet_classes()) == 1000 and models.imagenet_classes()[0] == "tench"
+
+
+def test_both_backbones_share_layer_names():
+    mini, alex = models.mini_alexnet(), models.alexnet(pretrained=False)
+    for name in ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]:
+        assert name in hooks.layer_names(mini) and name in hooks.layer_names(alex)
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        models.backbone("vgg")
+
+
+def test_imagenet_backbone_offline_says_why(monkeypatch):
+    if models.imagenet_weights_cached():
+        pytest.skip("ImageNet weights are cached here")
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="cifar10"):
+        models.backbone("imagenet")
+
+
+def test_imagenet_backbone_with_real_weights():
+    if not models.imagenet_weights_cached():
+        pytest.skip("needs torchvision's IMAGENET1K_V1 AlexNet weights in torch's cache (download once online)")
+    from coursekit import data
+    bb = models.backbone("imagenet")
+    top = bb.predict(bb.preprocess(data.photo("chelsea")), k=5)[0]
+    assert any("cat" in name for name, _ in top)
+
+
+TINY_RECIPE = {"arch": {"width": 0.1, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
+               "per_class": None, "epochs": 1, "batch_size": 16, "lr": 0.01, "schedule": "onecycle",
+               "weight_decay": 5e-4, "autocast": False, "seed": 0, "version": 1}
+
+
+def test_trained_cifar10_trains_once_then_loads(tiny_cifar):
+    model, info = models.trained_cifar10(TINY_RECIPE, progress=False)
+    assert info["trained_now"] and 0 <= info["test_top1"] <= 1
+    again, info2 = models.trained_cifar10(TINY_RECIPE, progress=False)
+    assert not info2["trained_now"]
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_two_processes_ask_for_the_backbone_at_once(tiny_cifar):
+    script = textwrap.dedent(f"""
+        import hashlib, torch
+        from coursekit import models
+        model, info = models.trained_cifar10({TINY_RECIPE!r}, progress=False)
+        digest = hashlib.sha1(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+        print(info["trained_now"], digest)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    trained = [o[0] == "True" for o in outputs]
+    assert sorted(trained) == [False, True], outputs  # exactly one trained, the other waited and loaded
+    assert outputs[0][1] == outputs[1][1]

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from coursekit import settings
+
+
+def test_defaults(monkeypatch):
+    for name in ["COURSEKIT_QUICK", "COURSEKIT_DATA", "COURSEKIT_CACHE", "COURSEKIT_DEVICE", "COURSEKIT_SEED"]:
+        monkeypatch.delenv(name, raising=False)
+    cfg = settings.load()
+    assert cfg.quick is False and cfg.seed == 0
+    assert cfg.data_roots == (settings.PROJECT_ROOT / "data",)
+    assert cfg.cache_dir == settings.PROJECT_ROOT / "data" / "cache"
+    assert cfg.pick(quick=1, full=2) == 2
+
+
+def test_environment_is_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    monkeypatch.setenv("COURSEKIT_DATA", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    monkeypatch.setenv("COURSEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("COURSEKIT_SEED", "7")
+    cfg = settings.load()
+    assert cfg.quick and cfg.mode == "quick" and cfg.pick(quick=1, full=2) == 1
+    assert cfg.data_roots == (tmp_path / "a", tmp_path / "b")
+    assert cfg.device == torch.device("cpu") and cfg.seed == 7
+
+
+def test_settings_are_frozen():
+    cfg = settings.load()
+    with pytest.raises(Exception):
+        cfg.quick = True
+
+
+@pytest.mark.parametrize("name, value, culprit", [
+    ("COURSEKIT_SEED", "abc", "COURSEKIT_SEED"),
+    ("COURSEKIT_BACKBONE", "vgg", "COURSEKIT_BACKBONE"),
+    ("COURSEKIT_DEVICE", "banana", "COURSEKIT_DEVICE"),
+])
+def test_bad_values_name_the_variable(monkeypatch, name, value, culprit):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=culprit):
+        settings.load()
+
+
+def test_cuda_requested_without_gpu(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("COURSEKIT_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        settings.load()
+
+
+def test_setup_prints_one_block(capsys, monkeypatch):
+    import coursekit
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    cfg = coursekit.setup(backbone="cifar10")
+    out = capsys.readouterr().out
+    for word in ["device", "backbone", "cifar10", "mode", "quick", "data"]:
+        assert word in out
+    assert cfg.quick

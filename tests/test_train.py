@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from coursekit import data, models, train
+
+
+def _toy_set(n=64, seed=0):
+    """Two classes told apart by brightness: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    images = (torch.rand(n, 3, 32, 32, generator=g) * 100 + labels.view(-1, 1, 1, 1) * 120).to(torch.uint8)
+    return data.ImageSet(images, labels, ["dark", "bright"])
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return models.mini_alexnet(num_classes=2, width=0.125, dropout=0.5)
+
+
+def test_fit_learns_a_trivial_task():
+    ds = _toy_set()
+    history = train.fit(_model(), ds, ds, epochs=4, batch_size=16, lr=0.02, progress=False, augment=False)
+    assert len(history) == 4
+    assert history["test_top1"][-1] >= 0.9
+    assert history["loss"][-1] < history["loss"][0]
+    frame = history.to_frame()
+    assert list(frame.index) == [1, 2, 3, 4]
+
+
+def test_topk_correct():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    labels = torch.tensor([1, 2])
+    assert train.topk_correct(logits, labels, ks=(1, 2)) == [1, 2]
+
+
+def test_evaluate_reports_top1_top5():
+    scores = train.evaluate(_model(), _toy_set(16))
+    assert set(scores) == {"top1", "top5", "loss"} and scores["top5"] == 1.0  # two classes: always in top 5
+
+
+def test_seeded_cpu_runs_are_repeatable():
+    ds = _toy_set()
+    a, b = _model(), _model()
+    train.fit(a, ds, epochs=2, batch_size=16, progress=False, seed=3, device="cpu")
+    train.fit(b, ds, epochs=2, batch_size=16, progress=False, seed=3, device="cpu")
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
+    ds = _toy_set()
+    kwargs = dict(epochs=3, batch_size=16, progress=False, seed=1, device="cpu", augment=True)
+    reference = _model()
+    train.fit(reference, ds, checkpoint_dir=tmp_path / "ref", **kwargs)
+
+    calls = {"n": 0}
+    real_epoch = train._train_epoch
+
+    def dies_in_third_epoch(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("kernel interrupted")
+        return real_epoch(*args, **kw)
+
+    monkeypatch.setattr(train, "_train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_model(), ds, checkpoint_dir=tmp_path / "run", **kwargs)
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+
+    resumed = _model(seed=99)  # different init: everything must come from the checkpoint
+    history = train.fit(resumed, ds, checkpoint_dir=tmp_path / "run", **kwargs)
+    assert history["epoch"] == [1, 2, 3]
+    for x, y in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    ds = _toy_set()
+    train.fit(_model(), ds, epochs=2, batch_size=16, progress=False, checkpoint_dir=tmp_path)
+    newest = sorted(tmp_path.glob("epoch-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="damaged"):
+        state = train.latest_checkpoint(tmp_path)
+    assert state["epoch"] == 1
+
+
+@pytest.mark.parametrize("kwargs, culprit", [
+    ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"),
+    ({"schedule": "cosine-ish"}, "schedule"),
+])
+def test_bad_arguments_are_named(kwargs, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        train.fit(_model(), _toy_set(16), progress=False, **kwargs)
+
+
+def test_wrong_dataset_type():
+    with pytest.raises(TypeError, match="ImageSet"):
+        train.fit(_model(), [1, 2, 3], progress=False)
+
+
+def test_out_of_memory_suggests_a_smaller_batch(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(train, "_train_epoch", oom)
+    with pytest.raises(RuntimeError, match="batch_size=8"):
+        train.fit(_model(), _toy_set(16), batch_size=16, progress=False)
