@@ -326,7 +326,10 @@ def _errors(cell) -> list:
 
 
 def _error_text(hw: Homework, cell) -> str:
-    error = _errors(cell)[-1]
+    errors = _errors(cell)
+    if any(e.get("ename") == "CellTimeoutError" for e in errors):
+        return "CellTimeoutError: the cell ran past the time limit per cell (an endless loop?)"
+    error = errors[-1]
     text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
     where = _failing_line(error)
     first, last = hw.hidden.get(grade_id(cell), (0, -1))

@@ -1,0 +1,336 @@
+"""Student release and autograding (coursekit.homework, on nbgrader).
+
+Part 1 grades REAL bad submissions of a tiny synthetic homework (2 exercises, built here), all in
+one batch through the command line, so a bad submission that hurt another one would show.
+Part 2 proves every exercise of every notebook in notebooks/ both ways (one test per notebook).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbgrader")
+
+from coursekit import homework  # noqa: E402
+from coursekit.__main__ import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "01_tiny"
+CELL_TIMEOUT = 8          # per cell: the infinite loop costs this much
+NOTEBOOK_TIMEOUT = 120    # per notebook: generous, the machine is shared
+
+
+# ---------------------------------------------------------------- the synthetic homework
+
+def _solution(gid, body):
+    meta = {"grade": False, "solution": True, "locked": False, "grade_id": gid, "schema_version": 3}
+    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": meta})
+
+
+def _tests(gid, body, points):
+    meta = {"grade": True, "solution": False, "locked": True, "points": points, "grade_id": gid,
+            "schema_version": 3}
+    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": meta})
+
+
+SQUARE = "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"
+NORM = "def norm(v):\n    ### BEGIN SOLUTION\n    return math.sqrt(sum(t * t for t in v))\n    ### END SOLUTION"
+SQUARE_TESTS = ("assert square(2) == 4, 'square(2) should be 4'\n### BEGIN HIDDEN TESTS\n"
+                "assert square(-3) == 9, 'square(-3) should be 9'\n### END HIDDEN TESTS")
+NORM_TESTS = ("assert norm([3, 4]) == 5\n### BEGIN HIDDEN TESTS\n"
+              "assert abs(norm([1, 1]) - SQRT2) < 1e-9\n### END HIDDEN TESTS")
+
+
+def instructor_notebook():
+    cells = [
+        nbformat.v4.new_markdown_cell("# A tiny homework\nWhat you will be able to do: square."),
+        nbformat.v4.new_code_cell("import math\nSQRT2 = 2 ** 0.5"),
+        nbformat.v4.new_markdown_cell("## Lecture"),
+        nbformat.v4.new_code_cell("lecture_only = 1  # grading in exercise mode never runs this"),
+        nbformat.v4.new_markdown_cell("## Exercises\nTwo small ones."),
+        _solution("tiny-square", SQUARE),
+        _tests("tiny-square-tests", SQUARE_TESTS, 2),
+        _solution("tiny-norm", NORM),
+        _tests("tiny-norm-tests", NORM_TESTS, 3),
+        nbformat.v4.new_markdown_cell("## Takeaways\n- squares are positive"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def edited(nb, **sources):
+    """A copy of nb with the cells of these grade ids given new sources (None: cell deleted)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cells = []
+    for cell in nb.cells:
+        gid = homework.grade_id(cell)
+        key = gid.replace("-", "_") if gid else None
+        if key in sources and sources[key] is None:
+            continue
+        if key in sources:
+            cell.source = sources[key]
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    (root / "notebooks").mkdir()
+    nbformat.write(instructor_notebook(), str(root / "notebooks" / f"{NAME}.ipynb"))
+    assert main(["student", "--notebooks", str(root / "notebooks"), "--out", str(root / "release")]) == 0
+    return root
+
+
+# ---------------------------------------------------------------- the student release
+
+def test_release_removes_solutions_hidden_tests_and_outputs_only(course):
+    source = nbformat.read(str(course / "notebooks" / f"{NAME}.ipynb"), as_version=4)
+    release = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    text = json.dumps(release)
+    assert "BEGIN SOLUTION" not in text and "x * x" not in text and "HIDDEN" not in text and "square(-3)" not in text
+    assert "raise NotImplementedError()" in release.cells[5].source
+    assert release.cells[6].source.strip() == "assert square(2) == 4, 'square(2) should be 4'"
+    assert [c.source for i, c in enumerate(release.cells) if i not in (5, 6, 7, 8)] == \
+           [c.source for i, c in enumerate(source.cells) if i not in (5, 6, 7, 8)]
+    assert all(c.get("outputs", []) == [] for c in release.cells)
+    assert release.cells[6].metadata.nbgrader["checksum"]          # what grading checks edits against
+
+
+def test_release_refuses_to_wipe_a_folder_it_did_not_make(course, tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(homework.HomeworkError, match="not made by"):
+        homework.make_release(course / "notebooks", tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+def test_exercise_mode_keeps_first_code_cell_and_the_exercises_section():
+    part = homework.graded_part(instructor_notebook(), "exercises")
+    sources = [c.source for c in part.cells]
+    assert sources[0].startswith("import math") and sources[1].startswith("## Exercises")
+    assert not any("lecture_only" in s or "Takeaways" in s for s in sources)
+    assert len(homework.graded_part(instructor_notebook(), "full").cells) == 10
+    with pytest.raises(homework.HomeworkError, match="exercises"):
+        homework.graded_part(instructor_notebook(), "fast")
+
+
+def test_student_names_from_lms_downloads():
+    assert homework.student_from_name("smithjane_12345_67890_01_tiny.ipynb") == "smithjane_12345"
+    assert homework.student_from_name("smithjane_LATE_12345_67890_hw.ipynb") == "smithjane_12345"
+    assert homework.student_from_name("Jane Smith_4242_assignsubmission_file_") == "Jane Smith_4242"
+    assert homework.student_from_name("alice") == "alice"
+    assert homework.student_from_name("01_tiny.ipynb") == "01_tiny"
+
+
+# ---------------------------------------------------------------- one batch of real submissions
+
+HOSTILE = '''
+import os, pathlib, subprocess, sys, tempfile
+top = pathlib.Path(tempfile.gettempdir()).resolve()
+here = pathlib.Path.cwd().resolve()
+LEAKED = []
+for folder in [here, *here.parents]:          # everything it can reach above its working dir
+    if folder == top or folder == folder.parent:
+        break
+    for f in list(folder.rglob("*")):
+        if f.is_file():
+            text = f.read_text(errors="ignore")
+            if "BEGIN HIDDEN" in text:
+                LEAKED.append(text)
+            if f.suffix in {".db", ".csv", ".ipynb", ".md"}:
+                f.write_text("FAKE")
+    (folder / "grades.csv").write_text("student,notebook,exercise,points,max_points\\nb_correct,01_tiny,tiny-square-tests,0,2\\n")
+for guess in ["notebooks/01_tiny.ipynb", "../notebooks/01_tiny.ipynb", "grades/grades.csv"]:
+    try:
+        open(guess, "a").write("FAKE")
+    except OSError:
+        pass
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10); open(%r, 'w').write('FAKE')"],
+                 start_new_session=True)      # a daemon that outlives the kernel
+def square(x):
+    return x * x
+'''
+LEAK_NORM = "def norm(v):\n    raise RuntimeError('\\n'.join(LEAKED) or 'nothing leaked')"
+STUBBORN = "def square(x):\n    while True:\n        pass"
+
+
+def _write(path: Path, nb) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture(scope="module")
+def batch(course, tmp_path_factory):
+    """Every kind of submission in one folder, graded in one run of `python -m coursekit grade`."""
+    subs = tmp_path_factory.mktemp("submissions")
+    marker = subs.parent / "daemon-was-not-killed.txt"
+    solved = instructor_notebook()
+    released = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    wrong = "def square(x):\n    return x * abs(x)      # right for x >= 0 only"
+    _write(subs / "a_hostile" / f"{NAME}.ipynb", edited(released, tiny_square=HOSTILE % str(marker), tiny_norm=LEAK_NORM))
+    _write(subs / "b_correct" / f"{NAME}.ipynb", solved)
+    _write(subs / "c_untouched" / f"{NAME}.ipynb", released)
+    _write(subs / "d_wrong_hidden" / f"{NAME}.ipynb", edited(solved, tiny_square=wrong))
+    _write(subs / "e_infinite_loop" / f"{NAME}.ipynb", edited(solved, tiny_square=STUBBORN))
+    _write(subs / "f_exception" / f"{NAME}.ipynb", edited(solved, tiny_square="raise ValueError('oops')"))
+    _write(subs / "g_edited_tests" / f"{NAME}.ipynb",
+           edited(released, tiny_square="def square(x):\n    return 0", tiny_square_tests="assert True",
+                  tiny_norm=NORM))
+    _write(subs / "h_deleted_tests" / f"{NAME}.ipynb",
+           edited(solved, tiny_square="def square(x):\n    return 0", tiny_square_tests=None))
+    _write(subs / "i_renamed" / "my homework (final).ipynb", solved)
+    (subs / "j_empty").mkdir()
+    (subs / "j_empty" / f"{NAME}.ipynb").write_text("")
+    (subs / "k_invalid").mkdir()
+    (subs / "k_invalid" / f"{NAME}.ipynb").write_text('{"cells": [ oops')
+    # an LMS download: Canvas-style flat files and a per-student zip
+    _write(subs / f"smithjane_12345_67890_{NAME}.ipynb", solved)
+    with zipfile.ZipFile(subs / "doejohn_222_333_homework.zip", "w") as zf:
+        zf.writestr(f"homework/{NAME}.ipynb", nbformat.writes(edited(solved, tiny_square=wrong)))
+    instructor_before = (course / "notebooks" / f"{NAME}.ipynb").read_bytes()
+    out = tmp_path_factory.mktemp("grades")
+    started = time.monotonic()
+    code = main(["grade", str(subs), "--notebooks", str(course / "notebooks"), "--out", str(out),
+                 "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT)])
+    seconds = time.monotonic() - started
+    # the hostile daemon sleeps 10 s: the 12 gradings after it take longer than that
+    with open(out / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    points = {}
+    for row in rows:
+        points.setdefault(row["student"], {})[row["exercise"]] = (float(row["points"]), float(row["max_points"]))
+    return dict(code=code, out=out, rows=rows, points=points, seconds=seconds, marker=marker,
+                instructor_changed=(course / "notebooks" / f"{NAME}.ipynb").read_bytes() != instructor_before)
+
+
+def feedback(batch, student):
+    return (batch["out"] / "feedback" / f"{student}.md").read_text()
+
+
+def totals(batch, student):
+    return sum(p for p, _ in batch["points"][student].values())
+
+
+def test_grades_csv_has_one_row_per_student_and_test_cell(batch):
+    assert batch["code"] == 0
+    assert list(batch["rows"][0]) == ["student", "notebook", "exercise", "points", "max_points"]
+    assert len(batch["points"]) == 13 and all(len(p) == 2 for p in batch["points"].values())
+    assert {r["notebook"] for r in batch["rows"]} == {NAME}
+    print(f"graded 13 submissions in {batch['seconds']:.0f} s")
+
+
+def test_correct_solution_gets_full_marks(batch):
+    assert batch["points"]["b_correct"] == {"tiny-square-tests": (2, 2), "tiny-norm-tests": (3, 3)}
+    assert "FAILED" not in feedback(batch, "b_correct")
+
+
+def test_untouched_release_scores_zero_without_crashing(batch):
+    assert totals(batch, "c_untouched") == 0
+    assert feedback(batch, "c_untouched").count("FAILED: NotImplementedError") == 2
+
+
+def test_wrong_answer_passes_visible_but_fails_hidden_tests(batch):
+    assert batch["points"]["d_wrong_hidden"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+    assert "a hidden test failed: AssertionError: square(-3) should be 9" in feedback(batch, "d_wrong_hidden")
+
+
+def test_infinite_loop_is_stopped_by_the_cell_timeout(batch):
+    assert batch["points"]["e_infinite_loop"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+    assert "CellTimeoutError" in feedback(batch, "e_infinite_loop")
+
+
+def test_exception_in_student_code(batch):
+    assert batch["points"]["f_exception"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+    text = feedback(batch, "f_exception")
+    assert "raised ValueError: oops" in text and "NameError" in text
+
+
+def test_edited_test_cell_is_restored_and_flagged(batch):
+    assert batch["points"]["g_edited_tests"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+    assert "locked cell tiny-square-tests was edited; the original was put back" in feedback(batch, "g_edited_tests")
+
+
+def test_deleted_test_cell_is_restored_and_flagged(batch):
+    assert batch["points"]["h_deleted_tests"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+    assert "test cell tiny-square-tests was deleted; the original was put back" in feedback(batch, "h_deleted_tests")
+
+
+def test_renamed_notebook_is_recognised_by_its_cells(batch):
+    assert totals(batch, "i_renamed") == 5
+    assert "my homework (final).ipynb" in feedback(batch, "i_renamed")
+
+
+@pytest.mark.parametrize("student", ["j_empty", "k_invalid"])
+def test_empty_or_invalid_notebook_scores_zero_with_a_reason(batch, student):
+    assert totals(batch, student) == 0
+    assert "not a valid notebook" in feedback(batch, student)
+
+
+def test_lms_download_layout(batch):
+    assert totals(batch, "smithjane_12345") == 5
+    assert batch["points"]["doejohn_222"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
+
+
+def test_zip_members_never_land_outside_the_unpack_folder(tmp_path):
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
+        zf.writestr("../escape.ipynb", "{}")
+        zf.writestr("/abs.ipynb", "{}")
+        zf.writestr("ok/inside.ipynb", "{}")
+    homework._safe_extract(tmp_path / "x.zip", tmp_path / "into")
+    assert not (tmp_path / "escape.ipynb").exists() and not Path("/abs.ipynb").exists()
+    assert (tmp_path / "into" / "ok" / "inside.ipynb").exists()
+
+
+def test_hostile_submission_cannot_touch_hidden_tests_or_other_grades(batch):
+    # it ran first (students are graded in name order), yet everyone after it got the right grade:
+    # checked by the tests above; here: nothing outside its throw-away copy changed, nothing leaked
+    assert not batch["instructor_changed"]
+    assert not batch["marker"].exists(), "a process started by a submission outlived its grading"
+    assert "FAKE" not in (batch["out"] / "grades.csv").read_text()
+    assert batch["points"]["b_correct"]["tiny-square-tests"] == (2, 2)
+    for path in (batch["out"] / "feedback").iterdir():
+        text = path.read_text()
+        assert "square(-3) == 9" not in text and "abs(norm([1, 1])" not in text and "HIDDEN" not in text, path.name
+
+
+def test_notebook_timeout_kills_the_kernel(course, tmp_path):
+    pid_file = tmp_path / "kernel.pid"
+    body = f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n    pass"
+    _write(tmp_path / "s.ipynb", edited(instructor_notebook(), tiny_square=body))
+    hw = homework.prepare(course / "notebooks" / f"{NAME}.ipynb")
+    started = time.monotonic()
+    result = homework.grade_submission(hw, "s", tmp_path / "s.ipynb", cell_timeout=600, notebook_timeout=12)
+    assert time.monotonic() - started < 60
+    assert result.points == 0 and "time limit per notebook" in result.cells[0].message
+    psutil = pytest.importorskip("psutil")
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+# ---------------------------------------------------------------- every notebook, both ways
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS or [pytest.param(None, marks=pytest.mark.skip("no notebooks yet"))],
+                         ids=[p.stem for p in NOTEBOOKS] or ["none"])
+def test_notebook_exercises_are_proved_both_ways(path):
+    nb = homework.read_notebook(path)
+    graded = [c for c in homework.test_cells(nb) if float(c.metadata["nbgrader"].get("points", 0)) > 0]
+    number = int(re.match(r"\d+", path.name).group())
+    if number >= 1:
+        assert len(graded) >= 2, (f"{path.name} has {len(graded)} graded exercise(s); every notebook from 01 on "
+                                  "needs >= 2 (DESIGN.md 'Exercises': solution cell + locked test cell with points)")
+    if not graded:
+        return
+    report = homework.validate(path)
+    assert not report.problems, f"{path.name}: " + "; ".join(report.problems)
