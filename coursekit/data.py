@@ -92,7 +92,7 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             rgb = _to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}. Remove the file or replace it "
                          f"with a JPEG or PNG.") from err
     if size is not None:
