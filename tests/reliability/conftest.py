@@ -1,0 +1,57 @@
+"""Fault counters for the reliability suite, summed over xdist workers and printed at the end.
+
+Each test adds to `faults` (kinds: inputs tried, faults injected, resumes verified, data lost).
+Every worker writes its totals to one JSON file in a directory the controller made (passed to the
+workers in the environment); the controller adds them up in pytest_terminal_summary.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+
+COUNTS_ENV = "COURSEKIT_RELIABILITY_COUNTS"
+KINDS = ("inputs tried", "faults injected", "resumes verified", "data lost")
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput") or COUNTS_ENV in os.environ:
+        return  # a worker: the controller already made the directory and set the variable
+    os.environ[COUNTS_ENV] = tempfile.mkdtemp(prefix="coursekit-reliability-")
+    config._reliability_counts = Path(os.environ[COUNTS_ENV])
+
+
+@pytest.fixture(scope="session")
+def faults(request):
+    """faults.add("inputs tried", 3): counted per worker, saved when the worker's session ends."""
+    counts = Counter({kind: 0 for kind in KINDS})
+
+    class Tally:
+        def add(self, kind: str, n: int = 1) -> None:
+            assert kind in KINDS, kind
+            counts[kind] += n
+
+    yield Tally()
+    folder = Path(os.environ.get(COUNTS_ENV) or tempfile.gettempdir())
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    (folder / f"{worker}-{os.getpid()}.json").write_text(json.dumps(counts))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    folder = getattr(config, "_reliability_counts", None)
+    if folder is None or getattr(config, "_reliability_printed", False):
+        return
+    config._reliability_printed = True
+    total = Counter()
+    for path in folder.glob("*.json"):
+        total.update(json.loads(path.read_text()))
+    if not total:
+        return
+    terminalreporter.section("reliability summary")
+    for kind in KINDS:
+        terminalreporter.write_line(f"{kind:>17}: {total[kind]}")
