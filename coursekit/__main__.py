@@ -33,13 +33,16 @@ def _add_grade(commands) -> None:
                      help="run whole notebooks (default: first code cell + the Exercises section)")
     cmd.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default: 60)")
     cmd.add_argument("--notebook-timeout", type=float, default=300, help="seconds per notebook (default: 300)")
+    cmd.add_argument("--jobs", type=int, default=1,
+                     help="submissions graded at once (default: 1; >1 lets running submissions see each other)")
     cmd.set_defaults(run=_grade)
 
 
 def _grade(args) -> int:
     from . import homework
     grades = homework.grade(args.submissions, args.notebooks, args.out, mode="full" if args.full else "exercises",
-                            cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, only=args.only)
+                            cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, only=args.only,
+                            parallel=args.jobs)
     students = len({g.student for g in grades})
     print(f"graded {len(grades)} notebooks of {students} students -> {args.out}/grades.csv, {args.out}/feedback/")
     return 0

@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import shutil
@@ -397,10 +398,32 @@ def _kill_descendants(pid: int) -> None:
 def grade_submission(hw: Homework, student: str, submission, mode: str = "exercises",
                      cell_timeout: float = 60, notebook_timeout: float = 300) -> NotebookGrade:
     """Autograde one submitted notebook in a fresh process and throw-away course."""
-    grade = NotebookGrade(student, hw.name, str(submission))
-    with tempfile.TemporaryDirectory(prefix="coursekit-grade-") as tmp:
-        outcome = _run_child(hw, submission, Path(tmp) / "course", mode, cell_timeout, notebook_timeout)
-    grade.notes += outcome.get("notes", [])
+    return grade_submissions([(hw, student, submission)], mode, cell_timeout, notebook_timeout)[0]
+
+
+def grade_submissions(jobs, mode: str = "exercises", cell_timeout: float = 60, notebook_timeout: float = 300,
+                      parallel: int = 1, log=None) -> list[NotebookGrade]:
+    """Autograde (homework, student, file) triples, `parallel` at a time, each in its own process
+    and throw-away course; the grades come back in the order of `jobs`."""
+    outcomes, running, pending = [None] * len(jobs), {}, list(range(len(jobs)))
+    while pending or running:
+        while pending and len(running) < max(1, parallel):
+            index = pending.pop(0)
+            hw, student, path = jobs[index]
+            if log:
+                log(f"grading {student} / {hw.name} ({Path(path).name})")
+            running[index] = _Grading(hw, path, mode, cell_timeout)
+        multiprocessing.connection.wait([g.pipe for g in running.values()], timeout=0.5)
+        for index, grading in list(running.items()):
+            outcome = grading.outcome(notebook_timeout)
+            if outcome is not None:
+                outcomes[index] = outcome
+                del running[index]
+    return [_as_grade(hw, student, path, outcome) for (hw, student, path), outcome in zip(jobs, outcomes)]
+
+
+def _as_grade(hw: Homework, student: str, path, outcome: dict) -> NotebookGrade:
+    grade = NotebookGrade(student, hw.name, Path(path).name, notes=list(outcome.get("notes", [])))
     if "error" in outcome:
         grade.cells = _zero(hw, outcome["error"])
         return grade
@@ -410,37 +433,49 @@ def grade_submission(hw: Homework, student: str, submission, mode: str = "exerci
     for gid, pts in hw.max_points.items():
         score, msg = scores[gid]
         score = min(max(score, 0.0), pts)     # the child's gradebook is untrusted: clamp
-        grade.cells.append(CellGrade(gid, score, pts, _redact(hw, msg) if score < pts else ""))
-        if score < pts and not msg:
-            grade.cells[-1].message = "failed (no error message recorded)"
+        message = (_redact(hw, msg) or "failed (no error message recorded)") if score < pts else ""
+        grade.cells.append(CellGrade(gid, score, pts, message))
     return grade
 
 
-def _run_child(hw, submission, course, mode, cell_timeout, notebook_timeout) -> dict:
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_grading_process, daemon=False,
-                            args=(send, hw, str(Path(submission).resolve()), str(course), mode, cell_timeout))
-    child.start()
-    send.close()
-    started = time.monotonic()
-    outcome = None
-    while outcome is None and time.monotonic() - started < notebook_timeout:
-        if receive.poll(0.2):
+class _Grading:
+    """One grading process in flight: its own throw-away course, its own kernel, a one-way pipe
+    for the result (the kernel does not inherit it)."""
+
+    def __init__(self, hw: Homework, submission, mode: str, cell_timeout: float):
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        self.tmp = tempfile.TemporaryDirectory(prefix="coursekit-grade-")
+        self.pipe, send = context.Pipe(duplex=False)
+        self.process = context.Process(target=_grading_process, args=(
+            send, hw, str(Path(submission).resolve()), str(Path(self.tmp.name) / "course"), mode, cell_timeout))
+        self.process.start()
+        send.close()
+        self.started = time.monotonic()
+
+    def outcome(self, notebook_timeout: float) -> dict | None:
+        """The result once there is one (or the process died, or ran out of time), else None."""
+        timed_out = time.monotonic() - self.started >= notebook_timeout
+        result = None
+        if self.pipe.poll():
             try:
-                outcome = receive.recv()
+                result = self.pipe.recv()
             except EOFError:
-                break
-        elif not child.is_alive() and not receive.poll(0.2):
-            break
-    _kill_descendants(child.pid)
-    child.kill()
-    child.join()
-    if outcome is None:
-        outcome = {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"
-                   if time.monotonic() - started >= notebook_timeout else "the grading process died"}
-    return outcome if isinstance(outcome, dict) else {"error": "grading returned nonsense"}
+                result = {"error": "the grading process died"}
+        elif timed_out:
+            result = {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"}
+        elif not self.process.is_alive() and not self.pipe.poll(0.5):
+            result = {"error": "the grading process died"}
+        if result is not None:
+            self.stop()
+        return result if result is None or isinstance(result, dict) else {"error": "grading returned nonsense"}
+
+    def stop(self) -> None:
+        _kill_descendants(self.process.pid)
+        self.process.kill()
+        self.process.join()
+        self.pipe.close()
+        self.tmp.cleanup()
 
 
 # ---------------------------------------------------------------- every exercise, both ways
@@ -461,8 +496,8 @@ def validate(path, mode: str = "exercises", cell_timeout: float = 120, notebook_
     with tempfile.TemporaryDirectory(prefix="coursekit-validate-") as tmp:
         student_version = Path(tmp) / f"{hw.name}.ipynb"
         student_version.write_bytes(hw.files[f"{RELEASED}/{hw.name}.ipynb"])
-        solved = grade_submission(hw, "instructor", path, mode, cell_timeout, notebook_timeout)
-        untouched = grade_submission(hw, "student", student_version, mode, cell_timeout, notebook_timeout)
+        solved, untouched = grade_submissions([(hw, "instructor", path), (hw, "student", student_version)],
+                                              mode, cell_timeout, notebook_timeout, parallel=2)
     report.problems += [f"the solution fails {c.exercise}: {c.message}" for c in solved.cells if c.message]
     report.problems += [f"{c.exercise} passes with the untouched student version" for c in untouched.cells
                         if c.points > 0]
@@ -561,10 +596,13 @@ def match_homework(path: Path, ids: dict) -> str | None:
 # ---------------------------------------------------------------- the whole batch
 
 def grade(submissions_dir, notebooks_dir="notebooks", out_dir="grades", mode: str = "exercises",
-          cell_timeout: float = 60, notebook_timeout: float = 300, only=None, log=print) -> list[NotebookGrade]:
+          cell_timeout: float = 60, notebook_timeout: float = 300, only=None, parallel: int = 1,
+          log=print) -> list[NotebookGrade]:
     """Autograde a folder of submissions against the instructor notebooks; write grades.csv and
     feedback/<student>.md under out_dir. Notebooks graded: those named in `only`, else every
-    homework that at least one student submitted (a student without it gets 0, 'not submitted')."""
+    homework that at least one student submitted (a student without it gets 0, 'not submitted').
+    parallel > 1 grades that many at once (then running submissions could see each other's
+    throw-away folders: keep 1 for untrusted code on a shared machine)."""
     sources = _graded_sources(notebooks_dir, only)
     ids = {name: {grade_id(c) for c in read_notebook(p).cells} - {None} for name, p in sources.items()}
     with tempfile.TemporaryDirectory(prefix="coursekit-submissions-") as tmp:
@@ -575,14 +613,16 @@ def grade(submissions_dir, notebooks_dir="notebooks", out_dir="grades", mode: st
         if not names:
             raise HomeworkError(f"no file in {submissions_dir} matches a graded notebook {sorted(ids)}: "
                                 f"{[s.path.name for s in found][:20]}")
-        grades = []
-        for student in sorted({s.student for s in found}):
-            for name in names:
-                path = chosen.get((student, name))
-                if path is not None:
-                    log(f"grading {student} / {name} ({path.name})")
-                grades.append(_grade_or_zero(homeworks[name], student, path, mode, cell_timeout, notebook_timeout))
-            grades[-len(names)].notes += notes.get(student, [])
+        students = sorted({s.student for s in found})
+        jobs = [(homeworks[n], st, chosen[(st, n)]) for st in students for n in names if (st, n) in chosen]
+        graded = {(g.student, g.notebook): g for g in
+                  grade_submissions(jobs, mode, cell_timeout, notebook_timeout, parallel, log)}
+    grades = []
+    for student in students:
+        for name in names:
+            grades.append(graded.get((student, name)) or
+                          NotebookGrade(student, name, "", _zero(homeworks[name], "not submitted")))
+        grades[-len(names)].notes += notes.get(student, [])
     write_reports(grades, out_dir)
     return grades
 
@@ -595,14 +635,6 @@ def _graded_sources(notebooks_dir, only) -> dict:
     if unknown:
         raise HomeworkError(f"unknown notebooks {unknown}; graded notebooks are {sorted(sources)}")
     return {n: sources[n] for n in only} if only else sources
-
-
-def _grade_or_zero(hw, student, path, mode, cell_timeout, notebook_timeout) -> NotebookGrade:
-    if path is None:
-        return NotebookGrade(student, hw.name, "", _zero(hw, "not submitted"))
-    grade = grade_submission(hw, student, path, mode, cell_timeout, notebook_timeout)
-    grade.file = path.name
-    return grade
 
 
 def _pick_files(found, ids: dict):
