@@ -1,0 +1,35 @@
+"""Each course notebook, run in JupyterLab in a real (headless) Chromium, as a student would.
+
+Per notebook: Run All Cells through the menu, no error output in any cell, every figure drawn, the
+"Try it" widgets rendered, and one control of the first panel moved changes the panel's figure.
+Screenshots land in build/browser-screenshots/ (COURSEKIT_SCREENSHOTS moves them).
+"""
+from __future__ import annotations
+
+import pytest
+
+from .conftest import NOTEBOOKS, SELF_TEST
+
+
+def describe(report) -> str:
+    shots = "\n".join(f"  screenshot: {p}" for p in report.screenshots)
+    return "\n".join([f"{report.notebook} in JupyterLab: {len(report.problems)} problem(s)",
+                      *(f"- {p}" for p in report.problems), shots])
+
+
+@pytest.mark.parametrize("notebook", [SELF_TEST])
+def test_the_checks_catch_a_planted_error(notebook_runner, notebook):
+    """The test can fail: the error in cell 4 and the skipped cell 5 are reported, nothing else."""
+    report = notebook_runner.report(notebook)
+    assert len(report.problems) == 2, describe(report)
+    error, skipped = report.problems
+    assert error.startswith(f"{notebook}, cell 4 (") and "error output: ValueError: planted error" in error, \
+        describe(report)
+    assert skipped.startswith(f"{notebook}, cell 5 (") and "did not run" in skipped, describe(report)
+    assert report.control == "slider 'count': 2 -> 3", describe(report)
+
+
+@pytest.mark.parametrize("notebook", [path.name for path in NOTEBOOKS])
+def test_notebook_runs_and_its_panel_responds(notebook_runner, notebook):
+    report = notebook_runner.report(notebook)
+    assert not report.problems, describe(report)
