@@ -70,11 +70,6 @@ def test_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and utils.is_grade(c)]
 
 
-def solution_cells(nb) -> list:
-    from nbgrader import utils
-    return [c for c in nb.cells if c.cell_type == "code" and utils.is_solution(c)]
-
-
 def exercise_section(nb) -> tuple[int, int] | None:
     """(start, stop) cell indices of the '## Exercises' section, up to the next level-1/2 heading."""
     start = next((i for i, c in enumerate(nb.cells)
@@ -120,6 +115,7 @@ def _nbgrader_api(course: Path, cell_timeout: float = 60):
     config = Config()
     config.CourseDirectory.root = str(course)
     config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    config.Exchange.root = str(course / "exchange")    # unused; keeps nbgrader off /usr/local/share
     config.Execute.timeout = int(cell_timeout)
     config.Execute.interrupt_on_timeout = True
     config.OverwriteCells.add_missing_cells = True     # deleted test cells come back
@@ -188,7 +184,7 @@ class Homework:
     hidden: dict                # test cell grade_id -> (first, last) line numbers of hidden tests
     secrets: frozenset          # the hidden test lines, never echoed in feedback
     locked: dict                # locked cell grade_id -> checksums of its source and release versions
-    files: dict                 # course-relative path -> bytes (gradebook.db, source notebook)
+    files: dict                 # course-relative path -> bytes (gradebook, source, student version)
 
 
 def prepare(path, mode: str = "exercises") -> Homework:
@@ -276,11 +272,9 @@ def _zero(hw: Homework, why: str) -> list[CellGrade]:
 
 def _grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cell_timeout: float) -> dict:
     """Runs in the grading process: nbgrader autograde of one submission in `course`; returns
-    {exercise: (score, message)} and notes. The kernel's working directory is inside `course`."""
+    {scores: {grade_id: points}, errors: {grade_id: message}, notes} or {error, notes}.
+    The kernel's working directory is inside `course`."""
     import nbformat
-    for rel, data in hw.files.items():
-        (course / rel).parent.mkdir(parents=True, exist_ok=True)
-        (course / rel).write_bytes(data)
     try:
         nb = read_notebook(submission)
         nbformat.validate(nb)
@@ -289,15 +283,29 @@ def _grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, ce
     notes = _changed_test_cells(hw, nb)
     if exercise_section(nb) is None and mode == "exercises":
         notes.append("no '## Exercises' heading found: the whole notebook was run")
+    for attempt in (1, 2):       # a kernel can fail to start on a busy machine: one more try
+        _fresh_course(hw, course, graded_part(nb, mode))
+        result = _nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
+        if result["success"]:
+            return {**_scores(hw, course), "notes": notes}
+        cause = _cause(f"{result.get('log')}\n{result.get('error')}")
+        notes.append(f"attempt {attempt}: nbgrader could not grade it: {cause}")
+    return {"error": f"nbgrader could not grade it: {cause}", "notes": notes}
+
+
+def _fresh_course(hw: Homework, course: Path, submission) -> None:
+    """The course from the bytes in `hw` (whatever a previous attempt left is wiped) and the
+    submission where nbgrader expects it."""
+    import nbformat
+    os.chdir(course.parent)
+    shutil.rmtree(course, ignore_errors=True)
+    for rel, data in hw.files.items():
+        (course / rel).parent.mkdir(parents=True, exist_ok=True)
+        (course / rel).write_bytes(data)
     target = course / "submitted" / STUDENT / hw.name / f"{hw.name}.ipynb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(graded_part(nb, mode), str(target))
+    target.parent.mkdir(parents=True)
+    nbformat.write(submission, str(target))
     os.chdir(course)
-    result = _nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
-    if not result["success"]:
-        return {"error": "nbgrader could not grade it: " + _last_line(result.get("error") or result.get("log")),
-                "notes": notes}
-    return {"scores": _scores(hw, course), "notes": notes}
 
 
 def _changed_test_cells(hw: Homework, nb) -> list[str]:
@@ -318,8 +326,7 @@ def _scores(hw: Homework, course: Path) -> dict:
         scores = {g.name: float(g.score or 0) for g in graded.grades}
     done = nbformat.read(str(course / "autograded" / STUDENT / hw.name / f"{hw.name}.ipynb"), as_version=4)
     errors = {grade_id(c): _error_text(hw, c) for c in done.cells if grade_id(c) and _errors(c)}
-    return {gid: (scores.get(gid, 0.0), errors.get(gid, "")) for gid in hw.max_points} | {
-        "_solution_errors": {gid: msg for gid, msg in errors.items() if gid not in hw.max_points}}
+    return {"scores": scores, "errors": errors}
 
 
 def _errors(cell) -> list:
@@ -342,13 +349,15 @@ def _error_text(hw: Homework, cell) -> str:
 def _failing_line(error) -> int | None:
     """The line of the cell where the error was raised, from IPython's 'Cell In[n], line k'."""
     tb = _ANSI.sub("", "\n".join(error.get("traceback", [])))
-    hits = re.findall(r"Cell In\[\d*\], line (\d+)", tb) or re.findall(r"<ipython-input-[^>]*> in <module>\n.*?\n-+> *(\d+)", tb)
+    hits = re.findall(r"Cell In\[\d*\], line (\d+)", tb)
     return int(hits[0]) if hits else None
 
 
-def _last_line(text) -> str:
-    lines = [l for l in _ANSI.sub("", str(text or "")).splitlines() if l.strip()]
-    return lines[-1][:300] if lines else "unknown error"
+def _cause(text) -> str:
+    """The informative line of nbgrader's log: the last exception that is not its generic wrapper."""
+    lines = [l.strip() for l in _ANSI.sub("", str(text or "")).splitlines() if l.strip()]
+    causes = [l for l in lines if re.match(r"^[\w.]*(Error|Exception|Timeout)\w*:", l) and "NbGraderException" not in l]
+    return (causes or lines or ["unknown error"])[-1][:300]
 
 
 def _grading_process(conn, hw, submission, course, mode, cell_timeout):
@@ -427,13 +436,12 @@ def _as_grade(hw: Homework, student: str, path, outcome: dict) -> NotebookGrade:
     if "error" in outcome:
         grade.cells = _zero(hw, outcome["error"])
         return grade
-    scores = outcome["scores"]
-    for gid, msg in scores.pop("_solution_errors").items():
-        grade.notes.append(f"your cell {gid} raised {_redact(hw, msg)}")
+    errors = outcome["errors"]
+    grade.notes += [f"your cell {gid} raised {_redact(hw, msg)}" for gid, msg in errors.items()
+                    if gid not in hw.max_points]
     for gid, pts in hw.max_points.items():
-        score, msg = scores[gid]
-        score = min(max(score, 0.0), pts)     # the child's gradebook is untrusted: clamp
-        message = (_redact(hw, msg) or "failed (no error message recorded)") if score < pts else ""
+        score = min(max(float(outcome["scores"].get(gid, 0.0)), 0.0), pts)   # untrusted: clamp
+        message = (_redact(hw, errors.get(gid, "")) or "failed (no error message recorded)") if score < pts else ""
         grade.cells.append(CellGrade(gid, score, pts, message))
     return grade
 

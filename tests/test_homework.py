@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -82,13 +83,31 @@ def edited(nb, **sources):
     return nb
 
 
+def shared_dir(tmp_path_factory, name: str, build) -> Path:
+    """A folder built once per test run, even when pytest-xdist spreads this module over workers
+    (they share the parent of their base temp dirs; a file lock makes the others wait)."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    folder = root / f"homework-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "DONE").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / "DONE").touch()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
+    return shared_dir(tmp_path_factory, "course", _build_course)
+
+
+def _build_course(root: Path) -> None:
     (root / "notebooks").mkdir()
     nbformat.write(instructor_notebook(), str(root / "notebooks" / f"{NAME}.ipynb"))
     assert main(["student", "--notebooks", str(root / "notebooks"), "--out", str(root / "release")]) == 0
-    return root
 
 
 # ---------------------------------------------------------------- the student release
@@ -171,8 +190,18 @@ def _write(path: Path, nb) -> None:
 @pytest.fixture(scope="module")
 def batch(course, tmp_path_factory):
     """Every kind of submission in one folder, graded in one run of `python -m coursekit grade`."""
-    subs = tmp_path_factory.mktemp("submissions")
-    marker = subs.parent / "daemon-was-not-killed.txt"
+    root = shared_dir(tmp_path_factory, "batch", lambda folder: _grade_batch(course, folder))
+    result = json.loads((root / "result.json").read_text())
+    with open(root / "out" / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    points = {}
+    for row in rows:
+        points.setdefault(row["student"], {})[row["exercise"]] = (float(row["points"]), float(row["max_points"]))
+    return dict(result, out=root / "out", rows=rows, points=points, marker=root / "daemon-was-not-killed.txt")
+
+
+def _grade_batch(course: Path, root: Path) -> None:
+    subs, marker = root / "submissions", root / "daemon-was-not-killed.txt"
     solved = instructor_notebook()
     released = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
     wrong = "def square(x):\n    return x * abs(x)      # right for x >= 0 only"
@@ -197,19 +226,13 @@ def batch(course, tmp_path_factory):
     with zipfile.ZipFile(subs / "doejohn_222_333_homework.zip", "w") as zf:
         zf.writestr(f"homework/{NAME}.ipynb", nbformat.writes(edited(solved, tiny_square=wrong)))
     instructor_before = (course / "notebooks" / f"{NAME}.ipynb").read_bytes()
-    out = tmp_path_factory.mktemp("grades")
     started = time.monotonic()
-    code = main(["grade", str(subs), "--notebooks", str(course / "notebooks"), "--out", str(out),
+    code = main(["grade", str(subs), "--notebooks", str(course / "notebooks"), "--out", str(root / "out"),
                  "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--jobs", "2"])
-    seconds = time.monotonic() - started
     # the hostile daemon sleeps 10 s: the 12 gradings after it take longer than that
-    with open(out / "grades.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    points = {}
-    for row in rows:
-        points.setdefault(row["student"], {})[row["exercise"]] = (float(row["points"]), float(row["max_points"]))
-    return dict(code=code, out=out, rows=rows, points=points, seconds=seconds, marker=marker,
-                instructor_changed=(course / "notebooks" / f"{NAME}.ipynb").read_bytes() != instructor_before)
+    (root / "result.json").write_text(json.dumps(dict(
+        code=code, seconds=time.monotonic() - started,
+        instructor_changed=(course / "notebooks" / f"{NAME}.ipynb").read_bytes() != instructor_before)))
 
 
 def feedback(batch, student):
