@@ -181,7 +181,6 @@ class Homework:
     """One instructor notebook, ready to grade: its throw-away nbgrader course, held in memory."""
     name: str
     max_points: dict            # test cell grade_id -> points
-    hidden: dict                # test cell grade_id -> (first, last) line numbers of hidden tests
     secrets: frozenset          # the hidden test lines, never echoed in feedback
     locked: dict                # locked cell grade_id -> checksums of its source and release versions
     files: dict                 # course-relative path -> bytes (gradebook, source, student version)
@@ -202,7 +201,7 @@ def prepare(path, mode: str = "exercises") -> Homework:
                  [course / "gradebook.db", course / "source" / name / f"{name}.ipynb", course / RELEASED / f"{name}.ipynb"]}
     cells = test_cells(nb)
     return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
-                    {grade_id(c): _hidden_lines(c.source) for c in cells}, _secret_lines(cells),
+                    _secret_lines(cells),
                     _locked_checksums([nb, release]), files)
 
 
@@ -233,6 +232,7 @@ def _locked_checksums(versions) -> dict:
 
 
 def _hidden_lines(source: str) -> tuple[int, int]:
+    """1-based line numbers of the BEGIN / END HIDDEN TESTS markers ((0, -1) when none)."""
     lines = source.splitlines()
     begin = next((i for i, l in enumerate(lines) if "BEGIN HIDDEN TESTS" in l), None)
     end = next((i for i, l in enumerate(lines) if "END HIDDEN TESTS" in l), len(lines))
@@ -276,21 +276,22 @@ def _grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, ce
     The kernel's working directory is inside `course`."""
     import nbformat
     try:
-        nb = read_notebook(submission)
+        nb = nbformat.read(str(submission), as_version=4)
         nbformat.validate(nb)
-    except Exception as err:
+    except Exception as err:    # empty file, broken JSON, not a notebook
         return {"error": f"not a valid notebook ({type(err).__name__}: {str(err)[:200]})"}
     notes = _changed_test_cells(hw, nb)
     if exercise_section(nb) is None and mode == "exercises":
         notes.append("no '## Exercises' heading found: the whole notebook was run")
-    for attempt in (1, 2):       # a kernel can fail to start on a busy machine: one more try
+    causes = []
+    for _ in range(2):           # a kernel can fail to start on a busy machine: one more try
         _fresh_course(hw, course, graded_part(nb, mode))
         result = _nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
         if result["success"]:
+            notes += [f"graded on the second try (the first failed: {cause})" for cause in causes]
             return {**_scores(hw, course), "notes": notes}
-        cause = _cause(f"{result.get('log')}\n{result.get('error')}")
-        notes.append(f"attempt {attempt}: nbgrader could not grade it: {cause}")
-    return {"error": f"nbgrader could not grade it: {cause}", "notes": notes}
+        causes.append(_cause(f"{result.get('log')}\n{result.get('error')}"))
+    return {"error": f"nbgrader could not grade it: {causes[-1]}", "notes": notes}
 
 
 def _fresh_course(hw: Homework, course: Path, submission) -> None:
@@ -340,7 +341,7 @@ def _error_text(hw: Homework, cell) -> str:
     error = errors[-1]
     text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
     where = _failing_line(error)
-    first, last = hw.hidden.get(grade_id(cell), (0, -1))
+    first, last = _hidden_lines(cell.source)      # the restored cell, as it ran
     if where is not None and first < where < last:
         text = "a hidden test failed: " + text
     return text[:300]

@@ -279,12 +279,16 @@ def test_exception_in_student_code(batch):
 
 def test_edited_test_cell_is_restored_and_flagged(batch):
     assert batch["points"]["g_edited_tests"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
-    assert "locked cell tiny-square-tests was edited; the original was put back" in feedback(batch, "g_edited_tests")
+    text = feedback(batch, "g_edited_tests")
+    assert "locked cell tiny-square-tests was edited; the original was put back" in text
+    assert "FAILED: AssertionError: square(2) should be 4" in text
 
 
 def test_deleted_test_cell_is_restored_and_flagged(batch):
     assert batch["points"]["h_deleted_tests"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
-    assert "test cell tiny-square-tests was deleted; the original was put back" in feedback(batch, "h_deleted_tests")
+    text = feedback(batch, "h_deleted_tests")
+    assert "test cell tiny-square-tests was deleted; the original was put back" in text
+    assert "FAILED: AssertionError: square(2) should be 4" in text      # a visible test, not a hidden one
 
 
 def test_renamed_notebook_is_recognised_by_its_cells(batch):
