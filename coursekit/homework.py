@@ -133,8 +133,11 @@ def _generate(course: Path, assignment: str, notebooks: dict) -> Path:
     _fast_gradebooks()
     result = _nbgrader_api(course).generate_assignment(assignment)
     if not result["success"]:
-        raise HomeworkError(f"nbgrader generate_assignment failed for {sorted(notebooks)}:\n"
-                            f"{result.get('error') or result.get('log')}")
+        log = str(result.get("log"))
+        failing = re.findall(r"Converting notebook (\S+)", log.split("[ERROR]")[0]) or sorted(notebooks)
+        raise HomeworkError(f"nbgrader could not make the student version of {Path(failing[-1]).name}: "
+                            f"{_cause(log)} (solution markers may only appear in solution cells; "
+                            "elsewhere, e.g. in markdown that shows them, write them differently)")
     return course / "release" / assignment
 
 
@@ -206,12 +209,9 @@ def prepare(path, mode: str = "exercises") -> Homework:
 
 
 def _secret_lines(cells) -> frozenset:
-    secrets = set()
-    for cell in cells:
-        lines = cell.source.splitlines()
-        first, last = _hidden_lines(cell.source)
-        secrets |= {l.strip() for l in lines[first:last - 1] if len(l.strip()) > 6}
-    return frozenset(secrets)
+    lines = [line.strip() for c in cells for number, line in enumerate(c.source.splitlines(), 1)
+             if _is_hidden(c.source, number)]
+    return frozenset(line for line in lines if len(line) > 6)
 
 
 def _redact(hw: Homework, text: str) -> str:
@@ -231,12 +231,15 @@ def _locked_checksums(versions) -> dict:
     return sums
 
 
-def _hidden_lines(source: str) -> tuple[int, int]:
-    """1-based line numbers of the BEGIN / END HIDDEN TESTS markers ((0, -1) when none)."""
-    lines = source.splitlines()
-    begin = next((i for i, l in enumerate(lines) if "BEGIN HIDDEN TESTS" in l), None)
-    end = next((i for i, l in enumerate(lines) if "END HIDDEN TESTS" in l), len(lines))
-    return (begin + 1, end + 1) if begin is not None else (0, -1)
+def _is_hidden(source: str, line_number: int) -> bool:
+    """Whether line `line_number` (1-based) of a test cell lies between BEGIN and END HIDDEN TESTS."""
+    inside = False
+    for number, line in enumerate(source.splitlines(), 1):
+        if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+            inside = "BEGIN" in line
+        elif number == line_number:
+            return inside
+    return False
 
 
 # ---------------------------------------------------------------- grading one submission
@@ -341,8 +344,7 @@ def _error_text(hw: Homework, cell) -> str:
     error = errors[-1]
     text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
     where = _failing_line(error)
-    first, last = _hidden_lines(cell.source)      # the restored cell, as it ran
-    if where is not None and first < where < last:
+    if where is not None and _is_hidden(cell.source, where):      # the restored cell, as it ran
         text = "a hidden test failed: " + text
     return text[:300]
 

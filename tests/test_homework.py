@@ -142,6 +142,12 @@ def test_exercise_mode_keeps_first_code_cell_and_the_exercises_section():
         homework.graded_part(instructor_notebook(), "fast")
 
 
+def test_hidden_lines_are_found_in_every_hidden_block():
+    source = "a = 1\n### BEGIN HIDDEN TESTS\nassert secret_one\n### END HIDDEN TESTS\nb = 2\n" \
+             "### BEGIN HIDDEN TESTS\nassert secret_two\n### END HIDDEN TESTS"
+    assert [n for n in range(1, 9) if homework._is_hidden(source, n)] == [3, 7]
+
+
 def test_student_names_from_lms_downloads():
     assert homework.student_from_name("smithjane_12345_67890_01_tiny.ipynb") == "smithjane_12345"
     assert homework.student_from_name("smithjane_LATE_12345_67890_hw.ipynb") == "smithjane_12345"
@@ -343,6 +349,17 @@ def test_notebook_timeout_kills_the_kernel(course, tmp_path):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+def test_exercise_mode_skips_the_lecture_and_full_mode_runs_it(course, tmp_path):
+    needs_lecture = edited(instructor_notebook(), tiny_square="def square(x):\n    return x * x * lecture_only")
+    _write(tmp_path / "s.ipynb", needs_lecture)
+    source = course / "notebooks" / f"{NAME}.ipynb"
+    quick, full = homework.grade_submissions(
+        [(homework.prepare(source, "exercises"), "s", tmp_path / "s.ipynb")], "exercises", CELL_TIMEOUT) + \
+        homework.grade_submissions([(homework.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
+    assert (quick.points, full.points) == (3, 5)
+    assert "NameError: name 'lecture_only' is not defined" in quick.cells[0].message
+
+
 # ---------------------------------------------------------------- every notebook, both ways
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -350,7 +367,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 @pytest.mark.parametrize("path", NOTEBOOKS or [pytest.param(None, marks=pytest.mark.skip("no notebooks yet"))],
                          ids=[p.stem for p in NOTEBOOKS] or ["none"])
-def test_notebook_exercises_are_proved_both_ways(path):
+def test_notebook_exercises_are_proved_both_ways(path, tmp_path):
+    (tmp_path / "one").mkdir()
+    shutil.copy(path, tmp_path / "one" / path.name)
+    homework.make_release(tmp_path / "one", tmp_path / "release")      # nbgrader accepts its markup
     nb = homework.read_notebook(path)
     graded = [c for c in homework.test_cells(nb) if float(c.metadata["nbgrader"].get("points", 0)) > 0]
     number = int(re.match(r"\d+", path.name).group())
