@@ -10,7 +10,6 @@ A layer has "settled" at the first snapshot from which its CKA to the final netw
 from __future__ import annotations
 
 import copy
-import tempfile
 
 import matplotlib.pyplot as plt
 import torch
@@ -21,19 +20,20 @@ from .plot import filter_grid
 from .widgets import Slider, validate
 
 
-def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], **fit_args) -> dict[int, dict]:
+def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], seed: int = 0,
+                         **fit_args) -> dict[int, dict]:
     """Train `model` up to max(epochs), returning {epoch: state_dict} at each listed epoch
-    (0 = before training). The learning rate is constant so that stopping and resuming at every
-    snapshot is exactly one uninterrupted run (train.fit resumes from its own checkpoint)."""
+    (0 = before training). One train.fit call per gap between snapshots, at a constant learning
+    rate (no schedule), each with its own seed so no gap replays another's batches."""
     if sorted(set(epochs)) != list(epochs) or epochs[0] < 0:
         raise ValueError(f"epochs must be increasing and >= 0, got {epochs}")
-    snapshots = {}
-    with tempfile.TemporaryDirectory() as checkpoints:
-        for epoch in epochs:
-            if epoch > 0:
-                train.fit(model, train_set, epochs=epoch, schedule=None, checkpoint_dir=checkpoints,
-                          progress=False, **fit_args)
-            snapshots[epoch] = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+    snapshots, done = {}, 0
+    for epoch in epochs:
+        if epoch > done:
+            train.fit(model, train_set, epochs=epoch - done, schedule=None, progress=False,
+                      seed=seed * 1000 + done, **fit_args)
+            done = epoch
+        snapshots[epoch] = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
     return snapshots
 
 

@@ -1,7 +1,7 @@
 """The common pipeline until 2012: hand-made features + a linear classifier.
 
 Each feature function maps uint8 images (N, 3, H, W) to a (N, D) float array; `linear_accuracy`
-trains the same linear classifier (standardize, then multinomial logistic regression, scikit-learn)
+trains the same linear classifier (standardize, then ridge regression onto one-hot labels, scikit-learn)
 on any of them, so the only thing that differs between the bars of the comparison is the features.
 """
 from __future__ import annotations
@@ -47,17 +47,19 @@ def network_features(model: nn.Module, images: torch.Tensor, layer: str, batch_s
     return torch.cat(out).float().numpy()
 
 
-def linear_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, c: float = 1.0,
-                    max_iter: int = 300) -> float:
-    """Test accuracy of a standardized multinomial logistic regression trained on (train_x, train_y)."""
-    import warnings
+ALPHAS = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+
+def linear_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, alphas=ALPHAS) -> float:
+    """Test accuracy of a standardized linear classifier trained on (train_x, train_y).
+
+    Ridge regression onto one-hot labels (a least-squares linear classifier: seconds even on 3072
+    raw pixels, where logistic regression takes minutes), its L2 weight picked from `alphas` by
+    leave-one-out cross-validation on the training set, so each feature gets its best setting.
+    """
+    from sklearn.linear_model import RidgeClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        classifier.fit(train_x, np.asarray(train_y))
+    classifier = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=alphas))
+    classifier.fit(train_x, np.asarray(train_y))
     return float(classifier.score(test_x, np.asarray(test_y)))

@@ -1,0 +1,188 @@
+"""attribution and hooks.relu_rule on tiny models whose right answers are known by hand."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from coursekit import attribution, hooks, models, widgets  # noqa: E402
+
+
+def linear_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+
+
+def test_linear_model_gradient_is_its_weight():
+    model = linear_model()
+    x = torch.randn(2, 3, 2, 2)
+    grad = attribution.gradient(model, x, target=2)
+    assert torch.allclose(grad, model[1].weight[2].view(3, 2, 2).expand_as(x))
+
+
+def test_saliency_is_max_abs_gradient_over_channels():
+    model = linear_model()
+    sal = attribution.saliency(model, torch.randn(1, 3, 2, 2), target=0)
+    assert torch.allclose(sal[0], model[1].weight[0].view(3, 2, 2).abs().amax(0))
+
+
+def test_default_target_is_the_predicted_class():
+    model = linear_model()
+    x = torch.randn(1, 3, 2, 2)
+    predicted = int(model(x).argmax())
+    assert torch.equal(attribution.gradient(model, x), attribution.gradient(model, x, target=predicted))
+
+
+def relu_sandwich():
+    """x -> w1 * x (per pixel) -> ReLU -> sum * w2: every rule's answer is known by hand."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(1, 1, 1, bias=False),
+                          nn.Flatten(), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[2].weight.fill_(1.0)
+        model[4].weight.copy_(torch.tensor([[1.0, -1.0, 2.0, -2.0]]))
+    return model.eval()
+
+
+X = torch.tensor([[[[1.0, 2.0], [-1.0, 3.0]]]])  # position (1, 0) is off at the ReLU
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("gradient", [[1.0, -1.0], [0.0, -2.0]]),   # true gradient: fc weight where the ReLU was on
+    ("guided", [[1.0, 0.0], [0.0, 0.0]]),       # ... and only the positive signal
+    ("deconvnet", [[1.0, 0.0], [2.0, 0.0]]),    # positive signal, forward mask ignored
+])
+def test_relu_rules_on_a_hand_computed_model(method, expected):
+    attr = attribution.attribute(relu_sandwich(), X, method, target=0)
+    assert torch.equal(attr[0, 0], torch.tensor(expected))
+
+
+def test_guided_backprop_zeroes_negative_gradients():
+    out = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    grad = torch.tensor([5.0, -1.0, 4.0, 0.5])
+    assert hooks.relu_backward_rule("guided", out, grad).tolist() == [0.0, 0.0, 4.0, 0.5]
+    assert hooks.relu_backward_rule("deconvnet", out, grad).tolist() == [5.0, 0.0, 4.0, 0.5]
+    assert hooks.relu_backward_rule("gradient", out, grad).tolist() == [0.0, -1.0, 4.0, 0.5]
+
+
+def test_deconvnet_unpooling_places_values_at_the_switches():
+    model = nn.Sequential(nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(4, 1, bias=False)).eval()
+    with torch.no_grad():
+        model[3].weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    x = torch.rand(1, 1, 4, 4) + 0.1
+    attr = attribution.deconvnet(model, x, target=0)[0, 0]
+    switches = torch.zeros(4, 4)
+    pooled_idx = nn.functional.max_pool2d(x, 2, return_indices=True)[1].flatten()
+    switches.view(-1)[pooled_idx] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert torch.equal(attr, switches)
+
+
+def test_unit_of_a_named_layer_and_its_position():
+    model = relu_sandwich()
+    attr = attribution.gradient(model, X, layer="2", unit=0, position=(1, 1))
+    assert attr[0, 0].tolist() == [[0.0, 0.0], [0.0, 1.0]]
+    strongest = attribution.gradient(model, X, layer="2", unit=0)  # max is at (1, 1) too: value 3
+    assert torch.equal(strongest, attr)
+
+
+def test_bad_targets_name_the_valid_range():
+    with pytest.raises(ValueError, match="has 1 units"):
+        attribution.gradient(relu_sandwich(), X, layer="2", unit=5)
+    with pytest.raises(ValueError, match="out of range"):
+        attribution.gradient(relu_sandwich(), X, target=3)
+    with pytest.raises(ValueError, match="unit="):
+        attribution.gradient(relu_sandwich(), X, layer="2")
+    with pytest.raises(KeyError, match="Valid names"):
+        attribution.gradient(relu_sandwich(), X, layer="conv9", unit=0)
+    with pytest.raises(ValueError, match="choose one of"):
+        attribution.attribute(relu_sandwich(), X, "lrp")
+
+
+def test_relu_forwards_are_restored_even_after_an_exception():
+    model = relu_sandwich()
+    with pytest.raises(RuntimeError, match="boom"):
+        with hooks.relu_rule(model, "guided"):
+            assert "forward" in model[1].__dict__
+            raise RuntimeError("boom")
+    assert "forward" not in model[1].__dict__
+    with pytest.raises(ValueError):  # unit out of range raised inside the swapped block
+        attribution.guided_backprop(model, X, layer="2", unit=7)
+    assert "forward" not in model[1].__dict__
+    assert not model[0]._forward_hooks and not model[2]._forward_hooks
+
+
+def test_relu_rule_rejects_models_without_relu_modules():
+    with pytest.raises(ValueError, match="no nn.ReLU"):
+        with hooks.relu_rule(linear_model(), "guided"):
+            pass
+
+
+def test_inplace_relus_give_the_same_answer_as_out_of_place():
+    torch.manual_seed(1)
+    model = models.mini_alexnet(width=0.25).eval()
+    x = torch.rand(1, 3, 32, 32)
+    plain = attribution.guided_backprop(model, x, layer="conv4", unit=1)
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = True
+    assert torch.allclose(attribution.guided_backprop(model, x, layer="conv4", unit=1), plain)
+
+
+def test_occlusion_of_an_irrelevant_region_leaves_the_score_unchanged():
+    # the model only looks at the top-left 4x4 corner of an 8x8 image
+    class Corner(nn.Module):
+        def forward(self, x):
+            return torch.stack([x[:, :, :4, :4].mean((1, 2, 3)), torch.zeros(len(x))], 1) * 5
+
+    x = torch.rand(1, 3, 8, 8)
+    result = attribution.occlusion(Corner(), x, label=0, size=2, stride=2, fill=0.0)
+    assert result.prob.shape == (4, 4)
+    assert torch.allclose(result.prob[2:, :], torch.full((2, 4), result.base_prob))
+    assert torch.allclose(result.prob[:, 2:], torch.full((4, 2), result.base_prob))
+    assert (result.prob[:2, :2] < result.base_prob).all()   # occluding the corner (fill 0) lowers p
+    assert result.top_class.shape == (4, 4)
+    pixels = result.pixel_map(8, 8)
+    assert pixels.shape == (8, 8) and torch.allclose(pixels[4:, 4:], torch.tensor(result.base_prob))
+
+
+def test_occlusion_is_batched_consistently():
+    model = models.mini_alexnet(width=0.25).eval()
+    x = torch.rand(1, 3, 32, 32)
+    a = attribution.occlusion(model, x, 3, size=8, stride=4, batch_size=7)
+    b = attribution.occlusion(model, x, 3, size=8, stride=4, batch_size=100)
+    assert torch.allclose(a.prob, b.prob, atol=1e-6)
+    one = attribution.occluded_batch(x, [(4, 8)], 8, 0.5)
+    with torch.no_grad():
+        assert torch.allclose(model(one).softmax(1)[0, 3], a.prob[1, 2], atol=1e-6)
+    with pytest.raises(ValueError, match="occluder size"):
+        attribution.occlusion(model, x, 3, size=40, stride=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    torch.manual_seed(0)
+    return models.mini_alexnet(width=0.5).eval(), torch.rand(1, 3, 32, 32)
+
+
+def test_attribution_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
+    model, x = tiny_backbone
+    for values in widgets.sweep(attribution.ATTRIBUTION_PANEL):
+        plt.close(attribution.attribution_panel(model, x, **values))
+    with pytest.raises(ValueError):
+        attribution.attribution_panel(model, x, "guided", "conv5", 32)
+    with pytest.raises(ValueError):
+        attribution.attribution_panel(model, x, "lrp", "conv5", 0)
+
+
+def test_occlusion_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
+    model, x = tiny_backbone
+    classes = [str(i) for i in range(10)]
+    for values in widgets.sweep(attribution.OCCLUSION_PANEL):
+        plt.close(attribution.occlusion_panel(model, x, 3, classes, **values))
+    with pytest.raises(ValueError):
+        attribution.occlusion_panel(model, x, 3, classes, size=55, stride=10)
+    with pytest.raises(ValueError):
+        attribution.occlusion_panel(model, x, 3, classes, size=25, stride=4)

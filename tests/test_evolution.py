@@ -1,0 +1,62 @@
+"""Snapshots during training and the per-layer similarity measures."""
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from coursekit import data, evolution, models, widgets
+
+
+def test_linear_cka_is_one_for_rotations_and_scalings_and_small_for_noise():
+    torch.manual_seed(0)
+    a = torch.randn(200, 10)
+    rotation, _ = torch.linalg.qr(torch.randn(10, 10))
+    assert evolution.linear_cka(a, 3 * a @ rotation) == pytest.approx(1.0, abs=1e-9)
+    assert evolution.linear_cka(a, torch.randn(200, 10)) < 0.2
+
+
+def test_weight_change_and_settling():
+    w = torch.randn(5, 5)
+    assert evolution.weight_change(w, 2 * w) == pytest.approx(0.0, abs=1e-12)
+    assert evolution.weight_change(w, -w) == pytest.approx(2.0)
+    assert evolution.settled_at({0: 0.2, 1: 0.95, 2: 0.85, 3: 0.97, 4: 1.0}) == 3
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    torch.manual_seed(0)
+    images = (torch.rand(40, 3, 32, 32) * 255).to(torch.uint8)
+    train_set = data.ImageSet(images, torch.arange(40) % 10, list(data.CIFAR10_CLASSES))
+    model = models.mini_alexnet(width=0.125, dropout=0.0)
+    snaps = evolution.train_with_snapshots(model, train_set, [0, 1, 2, 3, 4], batch_size=20, device="cpu")
+    return model, snaps, images
+
+
+def test_train_with_snapshots_keeps_distinct_copies(snapshots):
+    model, snaps, _ = snapshots
+    assert list(snaps) == [0, 1, 2, 3, 4]
+    key = "net.conv1.weight"
+    assert not torch.equal(snaps[0][key], snaps[4][key])
+    assert torch.equal(snaps[4][key], model.state_dict()[key].cpu())
+    with pytest.raises(ValueError, match="increasing"):
+        evolution.train_with_snapshots(model, None, [2, 1])
+
+
+def test_similarity_tables_end_at_one(snapshots):
+    model, snaps, images = snapshots
+    layers = ["conv1", "conv5", "fc7"]
+    table = evolution.similarity_to_final(model, snaps, data.to_float(images[:20]), layers)
+    assert all(table[layer][4] == pytest.approx(1.0) for layer in layers)
+    changes = evolution.weight_changes(model, snaps, layers)
+    assert all(changes[layer][4] == pytest.approx(0.0, abs=1e-9) for layer in layers)
+    assert changes["conv1"][0] > 0
+
+
+def test_snapshot_panel_sweeps_and_rejects_out_of_range(snapshots):
+    model, snaps, images = snapshots
+    table = evolution.similarity_to_final(model, snaps, data.to_float(images[:20]), ["conv1", "fc7"])
+    for values in widgets.sweep(evolution.SNAPSHOT_PANEL):
+        plt.close(evolution.snapshot_panel(model, snaps, table, **values))
+    with pytest.raises(ValueError):
+        evolution.snapshot_panel(model, snaps, table, 5)
+    with pytest.raises(ValueError):
+        evolution.snapshot_panel(model, snaps, table, -1)
