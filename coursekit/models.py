@@ -262,7 +262,7 @@ def cifar10_recipe(cfg=None) -> dict:
         "per_class": cfg.pick(quick=1000, full=None),
         "epochs": cfg.pick(quick=4, full=12),
         "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-        "autocast": True, "seed": cfg.seed, "version": 1,
+        "autocast": True, "seed": cfg.seed, "version": 2,
     }
 
 

@@ -80,9 +80,10 @@ def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500) -
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,
-                    keep: int = 2) -> Path:
+                    run: dict | None = None, keep: int = 2) -> Path:
     path = Path(directory) / f"epoch-{epoch:04d}.pt"
-    _data.atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    _data.atomic_save({"epoch": epoch, "run": run or {}, "model": model.state_dict(),
+                       "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict() if scheduler else None,
                        "history": history.rows}, path)
     for old in sorted(Path(directory).glob("epoch-*.pt"))[:-keep]:
@@ -94,11 +95,16 @@ def latest_checkpoint(directory: Path | None) -> dict | None:
     """The newest checkpoint that loads; a truncated or corrupt one is reported and skipped."""
     if directory is None:
         return None
+    damaged = []
     for path in sorted(Path(directory).glob("epoch-*.pt"), reverse=True):
         state = _data.safe_load(path)
         if isinstance(state, dict) and {"epoch", "model", "optimizer"} <= state.keys():
+            if damaged:
+                warnings.warn(f"checkpoint {damaged[0]} is damaged; resuming from the earlier {path.name}")
             return state
-        warnings.warn(f"checkpoint {path} is damaged; falling back to an earlier one or starting over")
+        damaged.append(path)
+    if damaged:
+        warnings.warn(f"checkpoint {damaged[0]} is damaged and no earlier one loads; starting over from epoch 0")
     return None
 
 
@@ -160,7 +166,9 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     steps = math.ceil(len(train_set) / batch_size)
     optimizer = make_optimizer(model, lr, momentum, weight_decay)
     scheduler = make_scheduler(optimizer, schedule, lr, epochs, steps)
-    history, start = _resume(checkpoint_dir, model, optimizer, scheduler)
+    run = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "n": len(train_set),
+           "seed": seed, "model": type(model).__name__}
+    history, start = _resume(checkpoint_dir, run, model, optimizer, scheduler)
     bar = _progress_bar(epochs * steps, start * steps, progress)
     images = train_set.images.to(device, non_blocking=True)
     labels = train_set.labels.to(device, non_blocking=True)
@@ -178,7 +186,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
                 row.update(test_top1=scores["top1"], test_top5=scores["top5"], test_loss=scores["loss"])
             history.append(**row)
             if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir, epoch + 1, model, optimizer, scheduler, history)
+                save_checkpoint(checkpoint_dir, epoch + 1, model, optimizer, scheduler, history, run)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("loss", "test_top1")})
             if live:
@@ -234,12 +242,21 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
     return {"loss": total_loss.item() / n, "train_top1": correct.item() / n}
 
 
-def _resume(checkpoint_dir, model, optimizer, scheduler) -> tuple[History, int]:
+def _resume(checkpoint_dir, run: dict, model, optimizer, scheduler) -> tuple[History, int]:
+    """Continue from the newest checkpoint of the same run; one from another run is ignored."""
     state = latest_checkpoint(checkpoint_dir)
     if state is None:
         return History(), 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if state.get("run") != run:
+        warnings.warn(f"checkpoints in {checkpoint_dir} come from a different run "
+                      f"({state.get('run')} vs {run}); starting over")
+        return History(), 0
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as err:  # a different architecture or optimizer saved these
+        raise ValueError(f"the checkpoints in {checkpoint_dir} belong to a different model; delete that folder "
+                         f"or pass another checkpoint_dir ({str(err).splitlines()[0]})") from err
     if scheduler is not None and state.get("scheduler"):
         scheduler.load_state_dict(state["scheduler"])
     return History(list(state["history"])), int(state["epoch"])
