@@ -87,6 +87,14 @@ def extract(model: nn.Module, source, layer: str, pool="avg", batch_size: int = 
     return extract_layers(model, source, [layer], pool, batch_size)[layer]
 
 
+def resize(dataset: _data.ImageSet, size: int) -> _data.ImageSet:
+    """The same images resized to size x size (bilinear), e.g. 32 px CIFAR for a 224 px AlexNet."""
+    if dataset.images.shape[-1] == size and dataset.images.shape[-2] == size:
+        return dataset
+    x = F.interpolate(dataset.images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return _data.ImageSet(x.round().clamp(0, 255).to(torch.uint8), dataset.labels, dataset.classes)
+
+
 def pixels(source) -> torch.Tensor:
     """Raw pixels as (N, 3*H*W) floats in [0, 1]: the baseline 'feature space'."""
     return _data.to_float(_images_of(source)).flatten(1)

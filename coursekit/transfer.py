@@ -209,6 +209,36 @@ def run_ab(tasks: dict, make_model, n_values, seeds, train_kwargs: dict, split: 
     return pd.DataFrame(rows)
 
 
+def ab_recipe(cfg=None) -> dict:
+    """Sizes of the CIFAR-10 A/B experiment: quick mode shrinks them, the code is the same.
+    LRN is off (its backward costs 7x on CPUs for about a point) and the net is narrow."""
+    cfg = cfg or _settings.load()
+    return {"arch": {"width": cfg.pick(quick=0.125, full=0.25), "lrn": False, "dropout": 0.5},
+            "per_class": cfg.pick(quick=100, full=500), "test_per_class": cfg.pick(quick=200, full=1000),
+            "epochs": cfg.pick(quick=3, full=8), "batch_size": 64, "lr": 0.05,
+            "seeds": cfg.pick(quick=[0], full=[0, 1, 2]), "n_values": list(range(1, len(LAYERS))),
+            "version": 1}
+
+
+def cifar_ab(split: Split, recipe: dict, cfg=None, progress: bool = True):
+    """run_ab on two halves of CIFAR-10, cached on disk by (split, recipe): a rerun is instant."""
+    import pandas as pd
+    cfg = cfg or _settings.load()
+    path = cfg.cache_dir / "transfer" / f"ab-{split.name}-{_models.config_key([split.a, split.b, recipe])}.pt"
+    cached = _data.safe_load(path)
+    if isinstance(cached, dict) and cached.get("recipe") == recipe:
+        return pd.DataFrame(cached["rows"])
+    train_all, test_all = _data.cifar10("train", cfg), _data.cifar10("test", cfg)
+    tasks = {side: (select_classes(train_all, names).subset(per_class=recipe["per_class"], seed=0),
+                    select_classes(test_all, names).subset(per_class=recipe["test_per_class"], seed=0))
+             for side, names in (("A", split.a), ("B", split.b))}
+    make_model = lambda k: _models.mini_alexnet(num_classes=k, **recipe["arch"])
+    train_kwargs = {k: recipe[k] for k in ("epochs", "batch_size", "lr")}
+    frame = run_ab(tasks, make_model, recipe["n_values"], recipe["seeds"], train_kwargs, split.name, progress)
+    _data.atomic_save({"recipe": recipe, "rows": frame.to_dict("list")}, path)
+    return frame
+
+
 def summarize(results):
     """Mean top-1 over seeds: one row per (split, config), one column per n."""
     return results.pivot_table(index=["split", "config"], columns="n", values="top1", aggfunc="mean")
@@ -302,6 +332,85 @@ def ab_panel(results, n: int = 3, config: str = "AnB", split: str = "random"):
     value = f"{here.mean():.3f}" if len(here) else "not run at this n"
     top.set_title(f"{config}, n={n}: first {n} layers from base{config[0]}; top-1 on B = {value}", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- few labels: learning curves
+
+METHODS = ("scratch", "fixed features", "fine-tune")
+
+
+def train_method(method: str, source: nn.Module, train_set: _data.ImageSet, make_model, epochs: int,
+                 lr: float, transferred_lr: float, batch_size: int = 32, seed: int = 0) -> nn.Module:
+    """A network for train_set's classes: from scratch; on top of source's frozen conv1..fc7
+    ('fixed features': only the new fc8 learns); or all of it fine-tuned, the transferred layers
+    at the smaller transferred_lr."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: use one of {METHODS}")
+    torch.manual_seed(seed)
+    model = make_model(len(train_set.classes))
+    n = 0 if method == "scratch" else len(LAYERS) - 1
+    transfer(source, model, n, fine_tune=method == "fine-tune")
+    groups = param_groups(model, LAYERS[:n], lr, transferred_lr)
+    return fit_groups(model, train_set, groups, epochs, batch_size, seed=seed)
+
+
+def learning_curve(source: nn.Module, make_model, pool: _data.ImageSet, test_set: _data.ImageSet,
+                   labels_per_class, seeds, steps: int, lr: float = 0.02, transferred_lr: float = 0.002,
+                   methods=METHODS, batch_size: int = 32, progress: bool = True):
+    """Test top-1 of each method for each number of labels per class (drawn from `pool`), with
+    the same number of SGD steps whatever the data size. A tidy table: method, labels, seed, top1."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+    jobs = [(count, seed, method) for count in labels_per_class for seed in seeds for method in methods]
+    rows = []
+    for count, seed, method in tqdm(jobs, desc="learning curve", disable=not progress):
+        train_set = pool.subset(per_class=count, seed=seed)
+        epochs = max(1, math.ceil(steps * batch_size / len(train_set)))
+        model = train_method(method, source, train_set, make_model, epochs, lr, transferred_lr, batch_size, seed)
+        rows.append({"method": method, "labels": count, "seed": seed,
+                     "top1": _train.evaluate(model, test_set)["top1"]})
+    return pd.DataFrame(rows)
+
+
+def plot_learning_curves(results, ax=None, highlight: tuple | None = None):
+    """Top-1 against labels per class (log scale), one line per method, every run as a dot."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+    colors = dict(zip(METHODS, ("tab:red", "tab:blue", "tab:orange")))
+    for method, part in results.groupby("method", sort=False):
+        mean = part.groupby("labels").top1.mean()
+        ax.plot(mean.index, mean.values, "o-", color=colors.get(method), label=method, lw=2)
+        ax.scatter(part.labels, part.top1, s=10, color=colors.get(method), alpha=0.5)
+    if highlight is not None:
+        ax.scatter([highlight[0]], [highlight[1]], s=200, facecolors="none", edgecolors="k", lw=2, zorder=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("top-1 on the new task")
+    ax.legend(fontsize=8)
+    if fig is not None:
+        fig.tight_layout()
+    return fig or ax.figure
+
+
+LEARNING_PANEL = [Slider("labels", 5, 500, 5, 20, "labels per class"),
+                  Choice("method", list(METHODS), "fine-tune")]
+
+
+def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
+    """The learning curves with one (method, labels) point picked out and compared with scratch;
+    the slider snaps to the nearest label count that was run."""
+    validate(LEARNING_PANEL, labels=labels, method=method)
+    counts = sorted(set(results.labels))
+    nearest = min(counts, key=lambda c: abs(np.log(c) - np.log(labels)))
+    mean = results.groupby(["method", "labels"]).top1.mean()
+    if (method, nearest) not in mean.index:
+        raise ValueError(f"no results for method={method!r}; have {sorted(set(results.method))}")
+    fig = plot_learning_curves(results, highlight=(nearest, mean[(method, nearest)]))
+    gain = mean[(method, nearest)] - mean.get(("scratch", nearest), np.nan)
+    fig.axes[0].set_title(f"{method} with {nearest} labels/class: {mean[(method, nearest)]:.1%} "
+                          f"({gain:+.1%} vs scratch)", fontsize=9)
     return fig
 
 
