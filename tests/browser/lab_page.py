@@ -128,7 +128,21 @@ async def wait_run_finished(page, server: LabServer, name: str, timeout: float) 
         if calm >= SETTLE_POLLS:
             return
         await asyncio.sleep(1)
-    raise TimeoutError(f"Run All had not finished after {timeout:.0f} s")
+    cells = await page.evaluate(INSPECT_CELLS_JS)
+    running = next((f"cell {c['index']} ({c['source']!r})" for c in cells if "*" in c["prompt"]), "no cell")
+    raise TimeoutError(f"Run All had not finished after {timeout:.0f} s; {running} was still running "
+                       f"(COURSEKIT_BROWSER_TIMEOUT raises the limit)")
+
+
+async def settled_cells(page, patience: float = 30) -> list[dict]:
+    """The cells once widgets and images have finished rendering (they draw after the kernel is idle)."""
+    deadline = time.monotonic() + patience
+    while True:
+        cells = await page.evaluate(INSPECT_CELLS_JS)
+        pending = any(c["brokenImages"] or c["unrenderedWidgets"] for c in cells)
+        if not pending or time.monotonic() > deadline:
+            return cells
+        await asyncio.sleep(1)
 
 
 def check_cells(cells: list[dict], report: Report) -> None:
@@ -158,6 +172,8 @@ async def screenshot_notebook(page, path: Path) -> None:
         ".jp-NotebookPanel .jp-Notebook')].map((e) => e.scrollHeight), 900)")
     size = page.viewport_size
     await page.set_viewport_size({"width": size["width"], "height": min(int(height) + 200, 16000)})
+    await page.evaluate("() => document.querySelectorAll('.jp-NotebookPanel .jp-WindowedPanel-outer')"
+                        ".forEach((e) => { e.scrollTop = 0; })")  # Run All left it scrolled to the end
     await page.wait_for_timeout(500)
     await page.screenshot(path=str(path))
     await page.set_viewport_size(size)
@@ -234,7 +250,7 @@ async def run_notebook(browser, server: LabServer, name: str, shots: Path, run_t
         report.run_seconds = time.monotonic() - run_started
         if (text := await dialog_text(page)) is not None:
             report.problem("after Run All", f"a dialog is open: {text}")
-        check_cells(await page.evaluate(INSPECT_CELLS_JS), report)
+        check_cells(await settled_cells(page), report)
         shot = shots / f"{Path(name).stem}.png"
         await screenshot_notebook(page, shot)
         report.screenshots.append(shot)
