@@ -226,24 +226,35 @@ def safe_load(path: Path):
         return None
 
 
-def _fingerprint(items: list[tuple[Path, int]]) -> str:
-    digest = hashlib.sha1()
-    for path, label in items:
-        stat = path.stat()
-        digest.update(f"{path.name}:{label}:{stat.st_size}".encode())
-    return digest.hexdigest()[:16]
+def _fingerprint(root: Path) -> str | None:
+    """A hash of the class folders and image names under `root`, or None when it cannot be listed.
+
+    Names only: one directory read per class and no stat() per file, so a cache hit on CIFAR-10's
+    50,000 files costs milliseconds instead of seconds. Adding, removing or renaming an image
+    changes it; an image overwritten in place under the same name does not (delete the cache file).
+    """
+    try:
+        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        digest = hashlib.sha1()
+        for index, name in enumerate(classes):
+            files = sorted(f for f in os.listdir(Path(root) / name)
+                           if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+            digest.update(f"{index}:{name}:{len(files)}\n".encode() + "\n".join(files).encode())
+        return digest.hexdigest()[:16]
+    except OSError:
+        return None
 
 
 def cached_folder(root: Path, size: int, cache_name: str, cfg=None) -> ImageSet:
     """image_folder(root, size), decoded once and cached (atomically) under the cache dir."""
     cfg = cfg or _settings.load()
-    items, classes = scan_folder(root)
-    key = _fingerprint(items)
+    key = _fingerprint(root)
     path = cfg.cache_dir / f"{cache_name}-{size}px.pt"
     cached = safe_load(path)
-    if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT and cached.get("key") == key:
+    if (key is not None and isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT
+            and cached.get("key") == key):
         return ImageSet(cached["images"], cached["labels"], cached["classes"])
-    dataset = image_folder(root, size=size)
+    dataset = image_folder(root, size=size)  # raises the helpful errors for a missing or empty folder
     atomic_save({"format": CACHE_FORMAT, "key": key, "images": dataset.images,
                  "labels": dataset.labels, "classes": dataset.classes}, path)
     return dataset
