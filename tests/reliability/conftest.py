@@ -26,6 +26,17 @@ def pytest_configure(config):
     config._reliability_counts = Path(os.environ[COUNTS_ENV])
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test process: under `pytest -n 2` on two busy cores a second thread per
+    worker oversubscribes the CPU, and torch's thread barriers then slow small models ~30x."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def faults(request):
     """faults.add("inputs tried", 3): counted per worker, saved when the worker's session ends."""
