@@ -50,6 +50,9 @@ class ImageSet:
         """A class-balanced random subset: `per_class` images of each class, or `total` overall."""
         if per_class is None and total is None:
             return self
+        for name, value in (("per_class", per_class), ("total", total)):
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1 (or None for everything), not {value!r}")
         per_class = per_class if per_class is not None else max(1, total // len(self.classes))
         generator = torch.Generator().manual_seed(seed)
         keep = []
@@ -341,7 +344,12 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, pca_jitter: float 
     """AlexNet's augmentation for a float batch (N, C, H, W) in [0, 1], as batched tensor ops:
     random crops from the image padded by `pad` (reflect), random horizontal flips, and PCA
     colour jitter with standard deviation `pca_jitter` (the paper used 0.1)."""
+    if x.dim() != 4:
+        raise ValueError(f"augment takes a batch (N, C, H, W), got shape {tuple(x.shape)}; add a batch "
+                         f"dimension with x[None]")
     n, _, h, w = x.shape
+    if not 0 <= pad < min(h, w):
+        raise ValueError(f"pad={pad} must be >= 0 and smaller than the image side {min(h, w)}")
     device = x.device
     rand = lambda *shape: torch.rand(*shape, generator=generator, device="cpu").to(device)
     if pad:
