@@ -58,6 +58,7 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, device=None) -> torch.Tensor:
     """Logits for uint8 or float images, in batches, on the CPU."""
+    _check_model(model, None)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -156,11 +157,13 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     autocast: mixed precision (bf16); default on for CUDA, off on the CPU.
     """
     _check_fit_args(train_set, epochs, batch_size, lr)
+    _check_model(model, None)
     cfg = _settings.load()
     device = torch.device(device) if device is not None else cfg.device
     seed = cfg.seed if seed is None else seed
     autocast = device.type == "cuda" if autocast is None else autocast
     model.to(device)
+    _check_model(model, train_set)
     if device.type in {"cuda", "cpu"}:
         model.to(memory_format=torch.channels_last)
     steps = math.ceil(len(train_set) / batch_size)
@@ -210,8 +213,26 @@ def _check_fit_args(train_set, epochs, batch_size, lr):
         raise ValueError(f"epochs must be a whole number >= 1, not {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"lr must be a number such as 0.05, not {lr!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, not {lr!r}")
+    k = len(train_set.classes)
+    if train_set.labels.min() < 0 or train_set.labels.max() >= k:
+        raise ValueError(f"train_set has a label outside 0..{k - 1} (it has {k} classes): "
+                         f"labels must be class indices, found {int(train_set.labels.max())}")
+
+
+def _check_model(model, images) -> None:
+    """A model, not its name, and one with enough outputs for the labels (checked on one image)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (e.g. models.mini_alexnet() or "
+                        f"models.backbone().model), not {type(model).__name__}")
+    if images is not None:
+        outputs = predict(model, images.images[:1]).shape[1]
+        if images.labels.max() >= outputs:
+            raise ValueError(f"the model scores {outputs} classes but the labels go up to "
+                             f"{int(images.labels.max())}: build it with num_classes={len(images.classes)}")
 
 
 def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
