@@ -84,6 +84,9 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
         raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+    if not width > 0 or not (isinstance(num_classes, int) and num_classes >= 1):
+        raise ValueError(f"width must be > 0 (1.0 is the full net) and num_classes a whole number >= 1, "
+                         f"not width={width!r}, num_classes={num_classes!r}")
     c = [max(4, round(k * width)) for k in (64, 192, 384, 256, 256)]
     hidden = max(8, round(1024 * width))
     act = (lambda: nn.ReLU()) if activation == "relu" else (lambda: nn.Tanh())
