@@ -21,6 +21,8 @@ class LayerNotFoundError(KeyError):
 
 def layer_names(model: nn.Module) -> list[str]:
     """The names a student can use: the model's aliases if it has them, else its leaf modules."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (e.g. backbone().model), not {type(model).__name__}")
     aliases = getattr(model, "aliases", None)
     if aliases:
         return list(aliases)
