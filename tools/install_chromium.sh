@@ -30,7 +30,11 @@ echo "install_chromium: installing Debian's chromium with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 if $SUDO apt-get install -y --no-install-recommends chromium \
    || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends chromium; }; then
-    echo "install_chromium: installed $(command -v chromium)"
+    if command -v chromium >/dev/null 2>&1; then
+        echo "install_chromium: installed $(command -v chromium)"
+    else
+        echo "install_chromium: apt-get succeeded but no chromium is on PATH; the browser tests will be skipped"
+    fi
 else
     echo "install_chromium: apt-get could not install chromium (offline? no such package on this" \
          "distribution?); the browser tests will be skipped"

@@ -239,6 +239,8 @@ async def try_the_panel(page, server: LabServer, name: str, report: Report, shot
 async def run_notebook(browser, server: LabServer, name: str, shots: Path, run_timeout: float) -> Report:
     """Everything a student does with one notebook; the problems found are in the returned Report."""
     report, started = Report(name), time.monotonic()
+    for stale in [*shots.glob(f"{Path(name).stem}.png"), *shots.glob(f"{Path(name).stem}-*.png")]:
+        stale.unlink()  # pictures of an earlier run would mislead
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
     page = await context.new_page()
