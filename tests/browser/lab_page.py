@@ -179,11 +179,16 @@ async def screenshot_notebook(page, path: Path) -> None:
     await page.set_viewport_size(size)
 
 
+async def first_text(locator) -> str:
+    texts = await locator.all_inner_texts()
+    return texts[0].strip() if texts else "(no label)"
+
+
 async def move_one_control(panel, report: Report) -> str:
     """Nudge the first slider by one step (keyboard on its handle), else pick another dropdown option."""
     handle = panel.locator(".widget-slider .noUi-handle").first
     if await handle.count():
-        label = (await panel.locator(".widget-slider .widget-label").first.inner_text()).strip()
+        label = await first_text(panel.locator(".widget-slider .widget-label"))
         now = float(await handle.get_attribute("aria-valuenow"))
         top = float(await handle.get_attribute("aria-valuemax"))
         key = "ArrowLeft" if now >= top else "ArrowRight"
@@ -191,12 +196,16 @@ async def move_one_control(panel, report: Report) -> str:
         before = (await readout.inner_text()).strip()
         await handle.focus()
         await handle.press(key)
-        after = (await readout.inner_text()).strip()
+        after = before
+        for _ in range(10):  # the readout follows the handle within a frame or two
+            if (after := (await readout.inner_text()).strip()) != before:
+                break
+            await asyncio.sleep(0.5)
         if after == before:
             report.problem(f"slider {label!r}", f"{key} on its handle did not move it (readout stays {before})")
         return f"slider {label!r}: {before} -> {after}"
     select = panel.locator(".widget-dropdown select").first
-    label = (await panel.locator(".widget-dropdown .widget-label").first.inner_text()).strip()
+    label = await first_text(panel.locator(".widget-dropdown .widget-label"))
     options = await select.locator("option").all_inner_texts()
     current = await select.evaluate("(s) => s.selectedIndex")
     target = (current + 1) % len(options)
