@@ -22,16 +22,20 @@ def mean_image(mean, size: int, device=None) -> torch.Tensor:
     return torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1).expand(1, 3, size, size).clone()
 
 
-def class_model(model, c: int, mean, size: int, lam: float = 0.1, steps: int = 100, lr: float = 0.1,
-                objective: str = "score", progress: bool = False) -> optimize.Result:
+def class_model(model, c: int, mean, size: int, lam: float = 0.1, steps: int = 100, lr: float = 1.0,
+                objective: str = "score", noise: float = 0.01, seed: int = 0, progress: bool = False) -> optimize.Result:
     """Gradient ascent on the class score ('score', the logit) or 'probability' (softmax), minus
-    lam * mean((I - mean)^2), from the mean image; pixels clamped to [0, 1] so the image stays an image."""
+    lam * mean((I - mean)^2), from the mean image; pixels clamped to [0, 1] so the image stays an image.
+
+    The start gets faint noise (std `noise`): a perfectly flat image can sit where every ReLU is off
+    and the gradient is exactly zero."""
     if objective not in {"score", "probability"}:
         raise ValueError(f"objective must be 'score' or 'probability', not {objective!r}")
     device = next(model.parameters()).device
-    start = mean_image(mean, size, device)
+    center = mean_image(mean, 1, device)
+    g = torch.Generator().manual_seed(seed)
+    start = (mean_image(mean, size) + noise * torch.randn(1, 3, size, size, generator=g)).clamp(0, 1).to(device)
     target = O.class_score(c) if objective == "score" else O.class_prob(c)
-    center = start[:, :, :1, :1]
     return optimize.render(model, target - lam * O.l2(center), P.PixelImage(start), steps=steps, lr=lr,
                            optimizer="sgd", regularizers=[T.clamp()], progress=progress)
 
@@ -129,3 +133,134 @@ def feature_and_pixel_error(model, target: torch.Tensor, layer: str, images: tor
         spread = (target - target.mean((2, 3), keepdim=True)).flatten(1).norm(dim=1)
         pixel = (images - target).flatten(1).norm(dim=1) / spread.clamp_min(1e-12)
     return feat, pixel
+
+
+# ---------------------------------------------------------------- Try-it panels
+
+def _figure(images, titles, curve=None, curve_label="objective"):
+    """Images in a row (each clipped to [0, 1]), then optionally the objective's curve."""
+    import matplotlib.pyplot as plt
+    from .plot import to_image
+    n = len(images) + (curve is not None)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles):
+        ax.imshow(to_image(img.clamp(0, 1)), interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    if curve is not None:
+        ax = axes[0, -1]
+        ax.plot(curve)
+        ax.set_xlabel("step")
+        ax.set_title(curve_label, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_model_controls(classes):
+    """Controls for class_model_panel (the class list comes from the backbone)."""
+    from .widgets import Choice, Slider
+    return [Choice("class_name", list(classes), list(classes)[0]), Slider("lam", 0.0, 2.0, 0.05, 0.1),
+            Slider("steps", 10, 400, 10, 60), Slider("lr", 0.05, 5.0, 0.05, 1.0),
+            Choice("objective", ["score", "probability"], "score")]
+
+
+def class_model_panel(backbone, class_name: str, lam: float, steps: int, lr: float, objective: str = "score"):
+    """The class model for one class, and how its score climbed."""
+    from .widgets import validate
+    validate(class_model_controls(backbone.classes), class_name=class_name, lam=lam, steps=steps, lr=lr,
+             objective=objective)
+    c = list(backbone.classes).index(class_name)
+    result = class_model(backbone.model, c, backbone.mean, backbone.input_size, lam, int(steps), lr, objective)
+    return _figure([result.image[0]], [f"{class_name}: {objective} {result.final:.3g}"], result.history,
+                   f"{objective} of {class_name}")
+
+
+def _regularization_controls():
+    from .widgets import Choice, Slider
+    return [Slider("decay", 0.0, 0.5, 0.01, 0.0), Slider("blur_sigma", 0.0, 2.0, 0.1, 0.5),
+            Slider("blur_every", 1, 10, 1, 4), Slider("norm_pct", 0, 95, 5, 0),
+            Slider("contribution_pct", 0, 95, 5, 0), Choice("parameterization", ["pixels", "fft"], "pixels"),
+            Slider("steps", 10, 400, 10, 60)]
+
+
+REGULARIZATION_PANEL = _regularization_controls()
+
+
+def regularized_class_model(model, c: int, size: int, steps: int, lr: float | None = None, parameterization="pixels",
+                            center=0.5, noise: float = 0.0, seed: int = 0, stop_at: float | None = None,
+                            **setting) -> optimize.Result:
+    """The class score climbed from grey plus faint noise (std `noise`) under one regularization setting
+    (yosinski_regularizers) in pixel space with gradient ascent (default lr 1.0), or with the FFT +
+    decorrelated-colour image, jitter and scaling, with Adam (default lr 0.05)."""
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    start = (center + noise * torch.randn(1, 3, size, size, generator=g)).clamp(0, 1).to(device)
+    if parameterization == "fft":
+        return optimize.render(model, O.class_score(c), P.FFTImage.from_image(start), steps=steps, lr=lr or 0.05,
+                               optimizer="adam", transforms=[T.jitter(max(1, size // 16)), T.random_scale()],
+                               stop_at=stop_at, progress=False)
+    if parameterization != "pixels":
+        raise ValueError(f"parameterization must be 'pixels' or 'fft', not {parameterization!r}")
+    return optimize.render(model, O.class_score(c), P.PixelImage(start), steps=steps, lr=lr or 1.0, optimizer="sgd",
+                           regularizers=yosinski_regularizers(center=center, **setting), stop_at=stop_at,
+                           progress=False)
+
+
+def regularization_panel(backbone, class_index: int, decay: float, blur_sigma: float, blur_every: int,
+                         norm_pct: float, contribution_pct: float, parameterization: str, steps: int):
+    """Unregularized vs your regularizers for one class, each with its high-frequency energy."""
+    from .widgets import validate
+    values = dict(decay=decay, blur_sigma=blur_sigma, blur_every=blur_every, norm_pct=norm_pct,
+                  contribution_pct=contribution_pct, parameterization=parameterization, steps=steps)
+    validate(REGULARIZATION_PANEL, **values)
+    model, size, steps = backbone.model, backbone.input_size, int(values.pop("steps"))
+    plain = regularized_class_model(model, class_index, size, steps)
+    mine = regularized_class_model(model, class_index, size, steps, blur_every=int(blur_every),
+                                   **{k: v for k, v in values.items() if k != "blur_every"})
+    images = [plain.image[0], mine.image[0]]
+    hf = [high_frequency_energy(img[None]).item() for img in images]
+    titles = [f"none: score {plain.final:.2f}\nHF {hf[0]:.2f}", f"yours: score {mine.final:.2f}\nHF {hf[1]:.2f}"]
+    return _figure(images, titles)
+
+
+def _deepdream_controls():
+    from .widgets import Choice, Slider
+    return [Choice("layer", ["conv1", "conv2", "conv3", "conv4", "conv5"], "conv3"),
+            Slider("octaves", 1, 6, 1, 4), Slider("steps", 1, 30, 1, 5)]
+
+
+DEEPDREAM_PANEL = _deepdream_controls()
+
+
+def deepdream_panel(model, image: torch.Tensor, layer: str, octaves: int, steps: int):
+    """The photo before and after dreaming at one layer, with the layer's norm."""
+    from .widgets import validate
+    validate(DEEPDREAM_PANEL, layer=layer, octaves=octaves, steps=steps)
+    result = deepdream(model, image, layer, octaves=int(octaves), steps=int(steps))
+    before, after = layer_energy(model, image, layer), layer_energy(model, result.image, layer)
+    return _figure([image[0], result.image[0]], ["photo", f"dreamed at {layer}\nnorm {before:.3g} -> {after:.3g}"])
+
+
+INVERSION_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+
+
+def _inversion_controls():
+    from .widgets import Slider
+    return [Slider("depth", 1, len(INVERSION_LAYERS), 1, 3, "layer (1=conv1 ... 8=fc8)"),
+            Slider("tv_weight", 0.0, 1.0, 0.01, 0.05, "TV weight (x1/x10/x100 by depth)"),
+            Slider("steps", 20, 600, 20, 100)]
+
+
+INVERSION_PANEL = _inversion_controls()
+
+
+def inversion_panel(model, target: torch.Tensor, depth: int, tv_weight: float, steps: int, layers=None):
+    """The target beside its reconstruction from one layer, with both errors."""
+    from .widgets import validate
+    validate(INVERSION_PANEL, depth=depth, tv_weight=tv_weight, steps=steps)
+    layer = (layers or INVERSION_LAYERS)[int(depth) - 1]
+    result = invert(model, target, layer, steps=int(steps), tv_weight=tv_weight_for(layer, tv_weight))
+    feat, pixel = feature_and_pixel_error(model, target, layer, result.image)
+    return _figure([target[0], result.image[0]],
+                   ["target", f"from {layer}\nfeature err {feat[0]:.2f}, pixel err {pixel[0]:.2f}"],
+                   result.history, "objective")
