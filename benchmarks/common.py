@@ -1,0 +1,71 @@
+"""What every benchmark shares: interleaved timing, machine facts, and one JSON result per script.
+
+Contenders are timed in alternating rounds inside one process and compared by their medians, so
+the load other programs put on a shared machine hits all of them alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def sync(device=None) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def seconds(fn, *args, **kwargs) -> float:
+    sync()
+    tic = time.perf_counter()
+    fn(*args, **kwargs)
+    sync()
+    return time.perf_counter() - tic
+
+
+def interleaved(contenders: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of each zero-argument callable, run in alternating rounds after one warm-up."""
+    for fn in contenders.values():
+        fn()
+    times = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times[name].append(seconds(fn))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def machine() -> dict:
+    """The facts a reader needs to compare numbers: CPU, cores, threads, load, torch, GPU."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0], "torch": torch.__version__, "gpu": gpu}
+
+
+def row(measure: str, value: float, unit: str, target: str = "", met: bool | None = None, note: str = "") -> dict:
+    """One line of BENCHMARKS.md's table."""
+    return {"measure": measure, "value": value, "unit": unit, "target": target, "met": met, "note": note}
+
+
+def save(name: str, command: str, rows: list[dict], **extra) -> Path:
+    """Write results/<name>.json (read by run_all) and print the rows."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    record = {"name": name, "command": command, "machine": machine(), "rows": rows, **extra,
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    path.write_text(json.dumps(record, indent=1, default=str))
+    for r in rows:
+        verdict = "" if r["met"] is None else ("  [met]" if r["met"] else "  [NOT met]")
+        print(f"  {r['measure']:58s} {r['value']:10.3f} {r['unit']:8s} {r['target']}{verdict}")
+    return path

@@ -1,0 +1,180 @@
+"""`make bench`: run every benchmark within a time budget and write BENCHMARKS.md and bench.png.
+
+Each benchmark runs in its own process (a fresh interpreter, so none inherits another's threads
+or caches) and leaves results/<name>.json; optimize_step and attack_step print their ratio, which is
+parsed here. A benchmark that outlasts its share of the budget is stopped and reported as such.
+
+    python -m benchmarks.run_all [--quick] [--budget 1680] [--only train_throughput occlusion]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, machine, row
+
+ROOT = Path(__file__).resolve().parent.parent
+# (name, arguments, share of the budget, arguments in --quick mode); "{share}" becomes its seconds
+PLAN = [
+    ("data_load", [], 0.05, ["--quick"]),
+    ("train_throughput", [], 0.15, ["--quick", "--steps", "3", "--rounds", "2"]),
+    ("machine_limit", ["--compile-timeout", "{share}"], 0.15, ["--quick", "--no-compile"]),
+    ("occlusion", [], 0.04, ["--quick"]),
+    ("optimize_step", ["--steps", "20", "--rounds", "3"], 0.04, ["--steps", "10", "--rounds", "2"]),
+    ("attack_step", ["--repeats", "3"], 0.04, ["--repeats", "2"]),
+    ("time_to_accuracy", ["--budget", "{share}"], 0.28, ["--quick"]),
+    ("course_walltime", ["--budget", "{share}"], 0.25, ["--budget", "{share}"]),
+]
+RATIO_LINES = {  # scripts that print their ratio instead of writing JSON
+    "optimize_step": (r"ratio render/bare: ([0-9.]+)", "optimize.render / bare loop, per step", 1.10),
+    "attack_step": (r"ratio coursekit / bare = ([0-9.]+)", "attacks.pgd / bare PGD loop, per step", 1.10),
+}
+
+
+def run_one(name: str, args: list[str], timeout: float) -> dict:
+    command = [sys.executable, "-m", f"benchmarks.{name}", *args]
+    shown = "python -m benchmarks." + " ".join([name, *args])
+    print(f"\n== {shown}  (up to {timeout:.0f} s)", flush=True)
+    (RESULTS / f"{name}.json").unlink(missing_ok=True)
+    tic = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        output, status = done.stdout, "ok" if done.returncode == 0 else f"exit {done.returncode}: " + \
+            (done.stderr.strip().splitlines() or ["?"])[-1][:160]
+    except subprocess.TimeoutExpired as err:
+        output, status = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""), \
+            f"stopped after {timeout:.0f} s (budget)"
+    seconds = time.perf_counter() - tic
+    print(output.rstrip(), f"\n   [{status}, {seconds:.0f} s]", flush=True)
+    record = {"name": name, "command": shown, "rows": [], "status": status, "seconds": seconds}
+    result = RESULTS / f"{name}.json"
+    if name in RATIO_LINES:
+        pattern, measure, target = RATIO_LINES[name]
+        found = re.search(pattern, output)
+        if found:
+            value = float(found.group(1))
+            record["rows"] = [row(measure, value, "x", f"<= {target:.2f}", value <= target)]
+    elif result.exists():
+        record = {**json.loads(result.read_text()), "command": shown, "status": status, "seconds": seconds}
+    return record
+
+
+def run_all(quick: bool, budget: float, only: list[str] | None) -> list[dict]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + budget
+    plan = [step for step in PLAN if not only or step[0] in only]
+    records = []
+    for index, (name, args, share, quick_args) in enumerate(plan):
+        left = deadline - time.monotonic()
+        reserved = budget * sum(step[2] for step in plan[index + 1:])  # what later benchmarks are owed
+        seconds = left - reserved
+        if seconds < 20:
+            records.append({"name": name, "command": f"python -m benchmarks.{name}", "rows": [],
+                            "status": "not run: budget spent"})
+            continue
+        args = [a.replace("{share}", f"{max(10, seconds * 0.5 if name == 'machine_limit' else seconds - 30):.0f}")
+                for a in (quick_args if quick else args)]
+        records.append(run_one(name, args, seconds))
+    return records
+
+
+def fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def verdict(met) -> str:
+    return "" if met is None else ("met" if met else "**not met**")
+
+
+def write_markdown(records: list[dict], quick: bool, started: str, seconds: float, path: Path) -> None:
+    info = machine()
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `python -m benchmarks.run_all{' --quick' if quick else ''}` (`make bench`) on {started}, "
+        f"in {seconds / 60:.1f} minutes.", "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['torch_threads']} threads; "
+        f"1-minute load average at the end: {info['load_average_1min']:.1f} "
+        "(this machine is shared: absolute times are inflated by other programs; ratios are measured "
+        "in alternating rounds within one process so load hits both sides alike).", "",
+        ("GPU: " + info["gpu"]) if info["gpu"] else
+        "GPU: none. No GPU machine was available for these measurements, so there are no GPU numbers here. "
+        "The CUDA paths (bf16 autocast, channels_last, non_blocking copies) run unchanged when "
+        "`coursekit.settings` finds a GPU: run `make bench` there to fill this in.", "",
+        "![ratios against their targets](benchmarks/bench.png)", "",
+    ]
+    for record in records:
+        lines += [f"## {record['name']}", "", f"`{record['command']}` — {record.get('status', '?')}"
+                  + (f", {record['seconds']:.0f} s" if "seconds" in record else ""), ""]
+        if record.get("compile_note"):
+            lines += [f"torch.compile: {record['compile_note']}", ""]
+        if record["rows"]:
+            lines += ["| measure | value | unit | target | verdict | note |", "|---|---:|---|---|---|---|"]
+            lines += [f"| {r['measure']} | {fmt(r['value'])} | {r['unit']} | {r['target']} | {verdict(r['met'])} "
+                      f"| {r.get('note', '')} |" for r in record["rows"]]
+            lines.append("")
+    missed = [(rec["name"], r) for rec in records for r in rec["rows"] if r["met"] is False]
+    lines += ["## Targets not met", ""] + ([f"- {name}: {r['measure']} = {fmt(r['value'])} {r['unit']} "
+                                           f"(target {r['target']})" for name, r in missed] or ["- none"])
+    lines += ["", NOTES]
+    path.write_text("\n".join(lines) + "\n")
+
+
+NOTES = """## How to read these numbers
+
+- Full-mode wall time of the notebooks is `make course` (every notebook executed with
+  COURSEKIT_QUICK=0); it is not part of `make bench`, which must finish in 30 minutes.
+- time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
+  continue one full-recipe training until it is complete; each epoch's seconds were measured
+  in the run that trained it.
+- The throughput pairs compare like with like: the same model, batch, optimizer and precision
+  (fp32) on both sides, augmentation on both sides or on neither.
+"""
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ratios = [(r["measure"], r["value"], r["target"], r["met"]) for rec in records for r in rec["rows"]
+              if r["unit"] == "x" and r["target"] and r["value"] == r["value"]]
+    if not ratios:
+        return
+    figure, ax = plt.subplots(figsize=(8, 0.45 * len(ratios) + 1))
+    names = [name for name, *_ in ratios]
+    ax.barh(names, [value for _, value, *_ in ratios],
+            color=["tab:green" if met else "tab:red" for *_, met in ratios])
+    for i, (_, _, target, _) in enumerate(ratios):
+        goal = float(re.findall(r"[0-9.]+", target)[0])
+        ax.plot([goal, goal], [i - 0.4, i + 0.4], color="black")
+    ax.set_xlabel("ratio (black tick: target; green: met)")
+    ax.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no torch.compile, "
+                        "no full-recipe training")
+    parser.add_argument("--budget", type=float, default=28 * 60, help="seconds for everything (make bench: < 30 min)")
+    parser.add_argument("--only", nargs="*", help="names of benchmarks to run")
+    args = parser.parse_args(argv)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    tic = time.perf_counter()
+    records = run_all(args.quick, args.budget, args.only)
+    plot(records, Path(__file__).resolve().parent / "bench.png")
+    write_markdown(records, args.quick, started, time.perf_counter() - tic, ROOT / "BENCHMARKS.md")
+    print(f"\nwrote {ROOT / 'BENCHMARKS.md'} in {(time.perf_counter() - tic) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Time for the cifar10 backbone's full-mode recipe to reach 80% test top-1, and its final accuracy.
+
+A child process trains the full recipe (models.cifar10_recipe in full mode) with `fit`, evaluating
+on the 10k test images after every epoch and checkpointing under benchmarks/results/. The parent
+stops it when the budget runs out; the next run resumes from the last checkpoint (fit resumes
+runs exactly), so a long measurement can be finished over several invocations. Seconds are
+training seconds (fit's per-epoch `seconds`, evaluation excluded), summed over epochs.
+Targets: 80% in under 600 s on the 2-core CPU machine; final top-1 >= 85%.
+
+It also reports what the trained-model cache already knows (recipes trained by notebooks).
+
+    python -m benchmarks.time_to_accuracy [--budget 900] [--quick]   (--quick: only the cache report)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+
+import torch
+
+from coursekit import data, models, settings, train
+from benchmarks.common import RESULTS, row, save
+
+CHECKPOINTS = RESULTS / "time-to-accuracy-checkpoints"
+
+
+def full_recipe() -> dict:
+    return models.cifar10_recipe(dataclasses.replace(settings.load(), quick=False))
+
+
+def child() -> None:
+    """Train the full recipe with per-epoch test accuracy (runs in its own process)."""
+    recipe, cfg = full_recipe(), settings.load()
+    train_set = data.cifar10("train").subset(per_class=recipe["per_class"], seed=recipe["seed"])
+    torch.manual_seed(recipe["seed"])
+    model = models.mini_alexnet(**recipe["arch"])
+    train.fit(model, train_set, data.cifar10("test"), epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+              lr=recipe["lr"], schedule=recipe["schedule"], weight_decay=recipe["weight_decay"],
+              autocast=recipe["autocast"], seed=recipe["seed"], progress=False,
+              checkpoint_dir=CHECKPOINTS, device=cfg.device)
+
+
+def measured_epochs(budget: float) -> list[dict]:
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.time_to_accuracy", "--child"])
+    try:
+        process.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    state = train.latest_checkpoint(CHECKPOINTS)
+    return list(state["history"]) if state else []
+
+
+def curve_rows(history: list[dict], epochs: int) -> list[dict]:
+    rows, elapsed, reached = [], 0.0, None
+    for epoch in history:
+        elapsed += epoch["seconds"]
+        rows.append(row(f"epoch {epoch['epoch']}: test top-1 after {elapsed:.0f} s of training",
+                        epoch["test_top1"], "top-1"))
+        if reached is None and epoch["test_top1"] >= 0.80:
+            reached = elapsed
+    if history:
+        rows.append(row("mean training seconds per epoch (full recipe, 50k images)",
+                        elapsed / len(history), "s"))
+    if reached is not None:
+        rows.append(row("seconds to 80% test top-1", reached, "s", "< 600 s", reached < 600))
+    else:
+        rows.append(row(f"seconds to 80% test top-1: not reached in {len(history)} of {epochs} epochs measured",
+                        elapsed, "s", "< 600 s", False if elapsed >= 600 or len(history) == epochs else None))
+    if len(history) == epochs:
+        rows.append(row("final test top-1 of the full recipe", history[-1]["test_top1"], "top-1", ">= 0.85",
+                        history[-1]["test_top1"] >= 0.85))
+    return rows
+
+
+def cache_rows() -> list[dict]:
+    """The backbones already trained on this machine: their recipe, training time and accuracy."""
+    rows = []
+    for path in sorted((settings.load().cache_dir / "models").glob("minialexnet-cifar10-*.pt")):
+        state = data.safe_load(path)
+        if not (isinstance(state, dict) and "recipe" in state):
+            continue
+        recipe, history = state["recipe"], state["history"]
+        mode = "full" if recipe.get("per_class") is None else f"{recipe['per_class']}/class"
+        seconds = sum(r["seconds"] for r in history)
+        rows.append(row(f"cached backbone {path.stem[-10:]} ({mode}, {recipe['epochs']} epochs, "
+                        f"trained in {seconds:.0f} s): test top-1", state["test_top1"], "top-1"))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=900, help="seconds of training in this run")
+    parser.add_argument("--quick", action="store_true", help="only report the trained-model cache")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child()
+    recipe = full_recipe()
+    rows = cache_rows()
+    if not args.quick:
+        rows += curve_rows(measured_epochs(args.budget), recipe["epochs"])
+    save("time_to_accuracy", "python -m benchmarks.time_to_accuracy" + (" --quick" if args.quick else
+         f" --budget {args.budget:.0f}"), rows, recipe=recipe)
+
+
+if __name__ == "__main__":
+    main()
