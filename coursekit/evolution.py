@@ -38,13 +38,19 @@ def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], seed: i
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Linear CKA of two activation matrices (n examples, any shape): 1 = same up to rotation and scale."""
+    """Linear CKA of two activation matrices (n examples, any shape): 1 = same up to rotation and scale.
+
+    ||B^T A||_F^2 / (||A^T A||_F ||B^T B||_F) for centred A, B; computed with the n x n Gram
+    matrices A A^T, B B^T instead when the layers are wider than there are examples (same value).
+    """
     a = a.flatten(1).double()
     b = b.flatten(1).double()
     a = a - a.mean(0)
     b = b - b.mean(0)
-    cross = (a.T @ b).norm() ** 2  # ||A^T B||_F^2 without forming n x n Gram matrices
-    return float(cross / ((a.T @ a).norm() * (b.T @ b).norm()).clamp_min(1e-30))
+    if a.shape[1] + b.shape[1] > 2 * a.shape[0]:
+        ka, kb = a @ a.T, b @ b.T
+        return float((ka * kb).sum() / (ka.norm() * kb.norm()).clamp_min(1e-30))
+    return float((b.T @ a).norm() ** 2 / ((a.T @ a).norm() * (b.T @ b).norm()).clamp_min(1e-30))
 
 
 def weight_change(w: torch.Tensor, w_ref: torch.Tensor) -> float:

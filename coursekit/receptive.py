@@ -148,3 +148,23 @@ def hierarchy_panel(model: nn.Module, image: torch.Tensor, layer: str, channel: 
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def hierarchy_figure(model: nn.Module, image: torch.Tensor, layers: list[str], n: int = 8, size: float = 0.9):
+    """One row per layer: its n most active channels for `image` (1, 3, S, S), labelled with the
+    layer's receptive field, so maps get coarser as the pieces each unit sees get larger."""
+    acts = hooks.activations(model, image, layers)
+    fields = receptive_fields(model, image.shape[-1])
+    fig, axes = plt.subplots(len(layers), n + 1, figsize=(size * (n + 1), size * len(layers)), squeeze=False)
+    for r, layer in enumerate(layers):
+        act = acts[layer][0].float().cpu()
+        strongest = act.flatten(1).max(1).values.argsort(descending=True)[:n]
+        axes[r, 0].imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+        axes[r, 0].set_title(f"{layer}: {fields[layer].size:g}px", fontsize=7)
+        for c, channel in enumerate(strongest.tolist()):
+            axes[r, c + 1].imshow(act[channel].numpy(), cmap="viridis")
+            axes[r, c + 1].set_title(f"ch {channel}", fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

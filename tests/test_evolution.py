@@ -14,6 +14,15 @@ def test_linear_cka_is_one_for_rotations_and_scalings_and_small_for_noise():
     assert evolution.linear_cka(a, torch.randn(200, 10)) < 0.2
 
 
+def test_linear_cka_gram_form_for_wide_layers_gives_the_same_value():
+    torch.manual_seed(1)
+    a, b = torch.randn(20, 50), torch.randn(20, 30)
+    b[:, :10] += a[:, :10]
+    ac, bc = (a - a.mean(0)).double(), (b - b.mean(0)).double()
+    feature_form = (bc.T @ ac).norm() ** 2 / ((ac.T @ ac).norm() * (bc.T @ bc).norm())
+    assert evolution.linear_cka(a, b) == pytest.approx(float(feature_form), rel=1e-9)
+
+
 def test_weight_change_and_settling():
     w = torch.randn(5, 5)
     assert evolution.weight_change(w, 2 * w) == pytest.approx(0.0, abs=1e-12)
