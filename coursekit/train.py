@@ -89,6 +89,8 @@ def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, hi
                        "history": history.rows}, path)
     for old in sorted(Path(directory).glob("epoch-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
+    for stale in Path(directory).glob("epoch-*.pt.*.tmp"):  # half-written by a process that was killed
+        stale.unlink(missing_ok=True)
     return path
 
 
