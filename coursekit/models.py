@@ -291,6 +291,8 @@ def trained_cifar10(recipe: dict | None = None, cfg=None, progress: bool = True)
         state = _data.safe_load(path)
         trained_now = not (isinstance(state, dict) and state.get("recipe") == recipe)
         if trained_now:
+            for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a process killed while saving
+                stale.unlink(missing_ok=True)
             state = _train_and_save(recipe, path, cfg, progress)
     model = mini_alexnet(**recipe["arch"])
     model.load_state_dict(state["model"])
