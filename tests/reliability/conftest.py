@@ -3,11 +3,17 @@
 Each test adds to `faults` (kinds: inputs tried, faults injected, resumes verified, data lost).
 Every worker writes its totals to one JSON file in a directory the controller made (passed to the
 workers in the environment); the controller adds them up in pytest_terminal_summary.
+
+`pytest tests/reliability` (with or without -n) loads this file in the controller. `pytest -n 2 tests`
+does not (xdist's controller collects nothing, and pytest only preloads conftests of test* folders):
+there the totals are printed only if tests/conftest.py imports the two hooks:
+    from reliability.conftest import pytest_configure, pytest_terminal_summary  # noqa: F401
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -48,9 +54,10 @@ def faults(request):
             counts[kind] += n
 
     yield Tally()
-    folder = Path(os.environ.get(COUNTS_ENV) or tempfile.gettempdir())
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    (folder / f"{worker}-{os.getpid()}.json").write_text(json.dumps(counts))
+    folder = os.environ.get(COUNTS_ENV)
+    if folder:  # unset when the controller has not loaded this file (see the module docstring)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        (Path(folder) / f"{worker}-{os.getpid()}.json").write_text(json.dumps(counts))
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -61,6 +68,7 @@ def pytest_terminal_summary(terminalreporter, config):
     total = Counter()
     for path in folder.glob("*.json"):
         total.update(json.loads(path.read_text()))
+    shutil.rmtree(folder, ignore_errors=True)
     if not total:
         return
     terminalreporter.section("reliability summary")

@@ -258,3 +258,29 @@ def test_damaged_cache_is_rebuilt_not_used(tiny_cifar, isolated_cache, damage, f
     if damage in ("half", "empty", "garbage"):
         assert any(str(path) in str(w.message) for w in caught), "the warning must name the cache file"
     faults.add("inputs tried")
+
+
+TINY_RECIPE = {"arch": {"width": 0.1, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
+               "per_class": None, "epochs": 1, "batch_size": 16, "lr": 0.01, "schedule": "onecycle",
+               "weight_decay": 5e-4, "autocast": False, "seed": 0, "version": 1}
+
+
+@pytest.mark.parametrize("damage", ["half", "other-recipe"])
+def test_damaged_model_cache_is_retrained_to_the_same_weights(tiny_cifar, isolated_cache, damage, faults):
+    from coursekit import models
+    first, _ = models.trained_cifar10(TINY_RECIPE, progress=False)
+    path = models.cifar10_cache_path(TINY_RECIPE)
+    if damage == "half":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # an older recipe's file under this name (e.g. written before a recipe change)
+        state = torch.load(path, weights_only=False)
+        data.atomic_save({**state, "recipe": {**TINY_RECIPE, "version": 0}}, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again, info = models.trained_cifar10(TINY_RECIPE, progress=False)
+    assert info["trained_now"], "a damaged or stale weights file was used"
+    if damage == "half":
+        assert any(str(path) in str(w.message) for w in caught), "the warning must name the weights file"
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    faults.add("inputs tried")

@@ -127,6 +127,7 @@ def test_killed_while_writing_a_checkpoint(tmp_path, reference, faults):
     assert any("epoch-0003.pt is damaged" in line and "resuming from the earlier epoch-0002.pt" in line
                for line in lines), lines
     assert_same_weights(torch.load(out), reference)
+    assert not list(checkpoints.glob("*.tmp")), "the dead process's temporary file was never cleaned up"
     faults.add("resumes verified")
 
 
