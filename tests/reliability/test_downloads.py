@@ -97,3 +97,13 @@ def test_atomic_save_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypa
     assert data.safe_load(path)["version"] == 1  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pt"], "a temporary file was left behind"
     faults.add("data lost", 0)
+
+
+def test_atomic_save_gives_normal_file_permissions(tmp_path, faults):
+    """A cache shared by a group (COURSEKIT_CACHE on a shared disk) must be readable like any file
+    written with open(): temporary files are private by default, and a rename keeps that."""
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    data.atomic_save({"w": torch.zeros(2)}, tmp_path / "cached.pt")
+    assert (tmp_path / "cached.pt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    faults.add("inputs tried")
