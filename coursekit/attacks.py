@@ -150,7 +150,12 @@ def _iterate(model, images, labels, eps, target, steps, step_size, start):
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be a whole number >= 1, not {steps!r}")
     images, classes = _prepare(model, images, labels, target)
-    targeted = target is not None
+    return signed_steps(model, images, classes, target is not None, eps, step_size, steps, start)
+
+
+def signed_steps(model, images, classes, targeted: bool, eps, step_size, steps: int, start=None) -> torch.Tensor:
+    """The loop of BIM and PGD: `steps` signed gradient steps, each projected into the eps-ball
+    (eps may be one number or one per image, shaped (N, 1, 1, 1))."""
     adversarial = images if start is None else start
     for _ in range(steps):
         grad = attack_gradient(model, adversarial, classes, targeted)
@@ -171,43 +176,27 @@ def attack(method: str, model, images, labels=None, eps: float = 8 / 255, target
 # ---------------------------------------------------------------- Szegedy: the smallest targeted perturbation
 
 
-def minimal_targeted(model: nn.Module, images: torch.Tensor, target, c: float = 1.0, search_steps: int = 8,
-                     steps: int = 40, lr: float = 0.01) -> torch.Tensor:
-    """Szegedy et al. 2014: the smallest r (L2) with f(x + r) = target and x + r in [0, 1].
+def minimal_targeted(model: nn.Module, images: torch.Tensor, target, max_eps: float = 32 / 255,
+                     search_steps: int = 7, steps: int = 10) -> torch.Tensor:
+    """Szegedy et al. 2014: the smallest perturbation r with f(x + r) = target and x + r in [0, 1].
 
-    For one penalty c, minimize  c * ||r||^2 + loss(f(x + r), target)  (they used box-constrained
-    L-BFGS; `penalized_step` uses Adam with the box as a projection). A larger c asks for a smaller r,
-    so a per-image binary search keeps the largest c that still reaches the target. Images that never
-    reach it get the attempt with the smallest c (the strongest one tried)."""
+    They minimized c * |r| + loss(f(x + r), target) with box-constrained L-BFGS and searched over c.
+    We measure r in grey levels (max |r|, the L-infinity norm) and bisect eps per image: targeted BIM
+    inside the eps-ball; if it reaches the target, try a smaller ball, else a larger one. Images that
+    do not reach the target even at `max_eps` get the attempt at `max_eps`."""
+    max_eps = check_eps(max_eps, "max_eps")
     images, target = _prepare(model, images, None, target)
-    c = torch.full((len(images),), float(c), device=images.device)
-    low, high = torch.zeros_like(c), torch.full_like(c, float("inf"))
-    best, best_norm = images.clone(), torch.full_like(c, float("inf"))
-    reached = torch.zeros_like(c, dtype=torch.bool)
+    low = torch.zeros(len(images), 1, 1, 1, device=images.device)
+    high = torch.full_like(low, max_eps)
+    best = signed_steps(model, images, target, True, high, high / 4, steps)
     for _ in range(search_steps):
-        adversarial = penalized_step(model, images, target, c, steps, lr)
+        eps = (low + high) / 2
+        adversarial = signed_steps(model, images, target, True, eps, eps / 4, steps)
         with torch.no_grad():
-            hit = model(adversarial).argmax(1) == target
-        norm = (adversarial - images).flatten(1).norm(dim=1)
-        keep = (hit & (~reached | (norm < best_norm))) | (~hit & ~reached)
-        best[keep], best_norm[keep] = adversarial[keep], norm[keep]
-        reached |= hit
-        low, high = torch.where(hit, torch.maximum(low, c), low), torch.where(hit, high, torch.minimum(high, c))
-        c = torch.where(high.isinf(), c * 10, torch.where(low == 0, c / 10, (low * high).sqrt()))
+            hit = (model(adversarial).argmax(1) == target).view(-1, 1, 1, 1)
+        best = torch.where(hit, adversarial, best)
+        low, high = torch.where(hit, low, eps), torch.where(hit, eps, high)
     return best
-
-
-def penalized_step(model, images, target, c, steps: int, lr: float) -> torch.Tensor:
-    """Minimize c * ||r||^2 + cross-entropy(f(x + r), target) over r, keeping x + r in [0, 1]."""
-    r = torch.zeros_like(images, requires_grad=True)
-    optimizer = torch.optim.Adam([r], lr=lr)
-    for _ in range(steps):
-        loss = (c * r.pow(2).flatten(1).sum(1)).sum() + F.cross_entropy(model(images + r), target, reduction="sum")
-        r.grad, = torch.autograd.grad(loss, r)
-        optimizer.step()
-        with torch.no_grad():
-            r.copy_((images + r).clamp(0, 1) - images)  # the box constraint
-    return (images + r).detach()
 
 
 # ---------------------------------------------------------------- Nguyen: fooling images from noise
