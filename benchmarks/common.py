@@ -30,14 +30,19 @@ def seconds(fn, *args, **kwargs) -> float:
     return time.perf_counter() - tic
 
 
-def interleaved(contenders: dict, rounds: int) -> dict[str, float]:
-    """Median seconds of each zero-argument callable, run in alternating rounds after one warm-up."""
+def interleaved(contenders: dict, rounds: int, after_round=None) -> dict[str, float]:
+    """Median seconds of each zero-argument callable, run in alternating rounds after one warm-up.
+
+    after_round(medians so far) is called after every round, so a run stopped early still leaves results.
+    """
     for fn in contenders.values():
         fn()
     times = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
             times[name].append(seconds(fn))
+        if after_round is not None:
+            after_round({name: statistics.median(values) for name, values in times.items()})
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -53,19 +58,26 @@ def machine() -> dict:
             "load_average_1min": os.getloadavg()[0], "torch": torch.__version__, "gpu": gpu}
 
 
+def invocation(name: str, argv=None) -> str:
+    """The command line that reproduces this run, for BENCHMARKS.md."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python -m benchmarks." + name, *map(str, args)])
+
+
 def row(measure: str, value: float, unit: str, target: str = "", met: bool | None = None, note: str = "") -> dict:
     """One line of BENCHMARKS.md's table."""
     return {"measure": measure, "value": value, "unit": unit, "target": target, "met": met, "note": note}
 
 
-def save(name: str, command: str, rows: list[dict], **extra) -> Path:
-    """Write results/<name>.json (read by run_all) and print the rows."""
+def save(name: str, command: str, rows: list[dict], quiet: bool = False, **extra) -> Path:
+    """Write results/<name>.json (read by run_all) and print the rows (unless quiet)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     record = {"name": name, "command": command, "machine": machine(), "rows": rows, **extra,
               "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     path.write_text(json.dumps(record, indent=1, default=str))
-    for r in rows:
+    for r in rows if not quiet else []:
         verdict = "" if r["met"] is None else ("  [met]" if r["met"] else "  [NOT met]")
         print(f"  {r['measure']:58s} {r['value']:10.3f} {r['unit']:8s} {r['target']}{verdict}")
     return path

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import row, save
+from benchmarks.common import invocation, row, save
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_ONE = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], 4); "
@@ -59,7 +59,7 @@ def main(argv=None):
         print(f"  {path.stem:40s} {seconds:7.1f} s  {status}", flush=True)
     rows.append(row(f"all {len(paths)} notebooks, quick mode" + ("" if complete else " (incomplete)"), total, "s",
                     "< 600 s", (total < 600) if complete else (False if total >= 600 else None)))
-    save("course_walltime", "python -m benchmarks.course_walltime" + (f" --only {' '.join(args.only)}" if args.only else ""),
+    save("course_walltime", invocation("course_walltime", argv),
          rows, budget=args.budget)
 
 

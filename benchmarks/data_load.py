@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from coursekit import data, settings
-from benchmarks.common import row, save, seconds
+from benchmarks.common import invocation, row, save, seconds
 
 
 def main(argv=None):
@@ -31,7 +31,7 @@ def main(argv=None):
             n = len(data.cifar10(split, cfg))
             rows += [row(f"cifar10('{split}') first load ({n} JPEGs decoded)", first, "s"),
                      row(f"cifar10('{split}') cached load", cached, "s", "< 1 s", cached < 1.0)]
-    save("data_load", "python -m benchmarks.data_load" + (" --quick" if args.quick else ""), rows)
+    save("data_load", invocation("data_load", argv), rows)
 
 
 if __name__ == "__main__":

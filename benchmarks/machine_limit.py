@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from coursekit import models, settings
-from benchmarks.common import interleaved, row, save, seconds
+from benchmarks.common import invocation, interleaved, row, save, seconds
 
 # Steps a notebook's lifetime holds: the cifar10 backbone's training in quick and full mode.
 QUICK_STEPS = 4 * (10 * 1000 // 128 + 1)
@@ -148,28 +148,34 @@ def main(argv=None):
     }
     mm32, flops32 = matmul(device, torch.float32)
     mm16, flops16 = matmul(device, torch.bfloat16)
-    median = interleaved({**variants, "matmul fp32": mm32, "matmul bf16": mm16}, rounds)
-    limit = {"fp32": flops32 / median["matmul fp32"], "bf16": flops16 / median["matmul bf16"]}
     flops = {b: step_flops(device, b) for b in (64, 128, 256)}
-    rows = [row("dense matmul 2048^2, fp32", limit["fp32"] / 1e9, "GFLOP/s"),
-            row("dense matmul 2048^2, bf16", limit["bf16"] / 1e9, "GFLOP/s"),
-            row("training step FLOPs (batch 128, fwd+bwd)", flops[128] / 1e9, "GFLOP")]
+    command = invocation("machine_limit", argv)
+
+    def limit_rows(median):
+        limit = {"fp32": flops32 / median["matmul fp32"], "bf16": flops16 / median["matmul bf16"]}
+        rows = [row("dense matmul 2048^2, fp32", limit["fp32"] / 1e9, "GFLOP/s"),
+                row("dense matmul 2048^2, bf16", limit["bf16"] / 1e9, "GFLOP/s"),
+                row("training step FLOPs (batch 128, fwd+bwd)", flops[128] / 1e9, "GFLOP")]
+        for name, variant in variants.items():
+            achieved = flops[variant.batch] * variant.steps / median[name]
+            precision = "bf16" if variant.autocast else "fp32"
+            rows.append(row(f"{name}: seconds per 128 images", median[name] / variant.steps * 128 / variant.batch, "s"))
+            rows.append(row(f"{name}: achieved", achieved / 1e9, "GFLOP/s"))
+            rows.append(row(f"{name}: achieved / {precision} matmul", achieved / limit[precision], "x"))
+        return rows
+
+    median = interleaved({**variants, "matmul fp32": mm32, "matmul bf16": mm16}, rounds,
+                         after_round=lambda m: save("machine_limit", command, limit_rows(m), quiet=True))
     print(f"MiniAlexNet width 0.5 on {device}, {steps} steps x {rounds} rounds; threads {torch.get_num_threads()}")
-    for name, variant in variants.items():
-        achieved = flops[variant.batch] * variant.steps / median[name]
-        precision = "bf16" if variant.autocast else "fp32"
-        rows.append(row(f"{name}: achieved", achieved / 1e9, "GFLOP/s"))
-        rows.append(row(f"{name}: achieved / {precision} matmul", achieved / limit[precision], "x"))
+    rows = limit_rows(median)
     rows.append(row("share of step time in conv/matmul (bf16, channels_last)", conv_share(device, batch, True), "x",
                     note="the rest is element-wise: LRN, ReLU, pooling, optimizer"))
-    save("machine_limit", "python -m benchmarks.machine_limit" + (" --quick" if args.quick else ""), rows,
-         steps=steps, rounds=rounds, compile_note="not measured yet")
+    save("machine_limit", command, rows, steps=steps, rounds=rounds, compile_note="not measured yet")
     compile_note = "skipped (--no-compile)"
     if not args.no_compile:
         compile_rows, compile_note = compile_in_child(steps, rounds, args.compile_timeout)
         rows += compile_rows
-    save("machine_limit", "python -m benchmarks.machine_limit" + (" --quick" if args.quick else ""), rows,
-         steps=steps, rounds=rounds, compile_note=compile_note)
+    save("machine_limit", command, rows, steps=steps, rounds=rounds, compile_note=compile_note)
 
 
 if __name__ == "__main__":

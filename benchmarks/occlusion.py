@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from coursekit import attribution, models, settings
-from benchmarks.common import interleaved, row, save
+from benchmarks.common import invocation, interleaved, row, save
 
 SIZE, STRIDE, FILL = 8, 4, 0.5
 
@@ -54,7 +54,7 @@ def main(argv=None):
                  "same map" if same else "MAPS DIFFER"),
              row("occlusion per image / batched", median["coursekit per image"] / median["coursekit batched"], "x",
                  note="speed-up from one batch of 49 occluded copies")]
-    save("occlusion", "python -m benchmarks.occlusion" + (" --quick" if args.quick else ""), rows, same=same)
+    save("occlusion", invocation("occlusion", argv), rows, same=same)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each benchmark runs in its own process (a fresh interpreter, so none inherits an
 or caches) and leaves results/<name>.json; optimize_step and attack_step print their ratio, which is
 parsed here. A benchmark that outlasts its share of the budget is stopped and reported as such.
 
-    python -m benchmarks.run_all [--quick] [--budget 1680] [--only train_throughput occlusion]
+    python -m benchmarks.run_all [--quick] [--budget 1680] [--only train_throughput occlusion] [--report]
 """
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def run_one(name: str, args: list[str], timeout: float) -> dict:
         if found:
             value = float(found.group(1))
             record["rows"] = [row(measure, value, "x", f"<= {target:.2f}", value <= target)]
+            record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            result.write_text(json.dumps(record, indent=1))
     elif result.exists():
         record = {**json.loads(result.read_text()), "command": shown, "status": status, "seconds": seconds}
     return record
@@ -69,19 +71,29 @@ def run_all(quick: bool, budget: float, only: list[str] | None) -> list[dict]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget
     plan = [step for step in PLAN if not only or step[0] in only]
-    records = []
+    records = {name: earlier(name) for name, *_ in PLAN if only and name not in only}
     for index, (name, args, share, quick_args) in enumerate(plan):
         left = deadline - time.monotonic()
         reserved = budget * sum(step[2] for step in plan[index + 1:])  # what later benchmarks are owed
         seconds = left - reserved
         if seconds < 20:
-            records.append({"name": name, "command": f"python -m benchmarks.{name}", "rows": [],
-                            "status": "not run: budget spent"})
+            records[name] = {"name": name, "command": f"python -m benchmarks.{name}", "rows": [],
+                             "status": "not run: budget spent"}
             continue
         args = [a.replace("{share}", f"{max(10, seconds * 0.5 if name == 'machine_limit' else seconds - 30):.0f}")
                 for a in (quick_args if quick else args)]
-        records.append(run_one(name, args, seconds))
-    return records
+        records[name] = run_one(name, args, seconds)
+    return [records[name] for name, *_ in PLAN if name in records]
+
+
+def earlier(name: str) -> dict:
+    """The result a previous run left in results/, for benchmarks this run skips (--only)."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return {"name": name, "command": f"python -m benchmarks.{name}", "rows": [], "status": "not run"}
+    record = json.loads(path.read_text())
+    return {**record, "status": f"from an earlier run, finished {record.get('finished', '?')}: "
+                                f"{record.get('status', 'ok')}"}
 
 
 def fmt(value) -> str:
@@ -123,7 +135,7 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
     missed = [(rec["name"], r) for rec in records for r in rec["rows"] if r["met"] is False]
     lines += ["## Targets not met", ""] + ([f"- {name}: {r['measure']} = {fmt(r['value'])} {r['unit']} "
                                            f"(target {r['target']})" for name, r in missed] or ["- none"])
-    lines += ["", NOTES]
+    lines += ["", limits(records), NOTES]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -137,6 +149,29 @@ NOTES = """## How to read these numbers
 - The throughput pairs compare like with like: the same model, batch, optimizer and precision
   (fp32) on both sides, augmentation on both sides or on neither.
 """
+
+
+def value(records: list[dict], benchmark: str, measure: str):
+    for record in records:
+        for r in record["rows"] if record["name"] == benchmark else []:
+            if r["measure"].startswith(measure):
+                return r["value"]
+    return None
+
+
+def limits(records: list[dict]) -> str:
+    """What the hardware allows at best, from this run's own numbers: the floor under time to accuracy."""
+    step = value(records, "machine_limit", "training step FLOPs (batch 128")
+    peak = value(records, "machine_limit", "dense matmul 2048^2, bf16")
+    if not (step and peak):
+        return ""
+    epoch = step * (50_000 / 128)  # GFLOP per epoch of the full recipe
+    return (f"## The floor under time to accuracy\n\nOne epoch of the full recipe (50,000 images) is "
+            f"{epoch / 1000:.1f} TFLOP (FlopCounterMode). At this run's bf16 matmul rate, {peak:.0f} GFLOP/s, "
+            f"a training step running at 100% of the matmul limit would need {epoch / peak:.0f} s per epoch, "
+            f"{12 * epoch / peak / 60:.1f} minutes for the 12-epoch recipe. Real training reaches only the "
+            f"fraction shown under machine_limit, because about half of each step is element-wise work "
+            f"(LRN, ReLU, pooling, the optimizer) that runs at memory speed, not matmul speed.\n")
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -166,11 +201,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds, no torch.compile, "
                         "no full-recipe training")
     parser.add_argument("--budget", type=float, default=28 * 60, help="seconds for everything (make bench: < 30 min)")
-    parser.add_argument("--only", nargs="*", help="names of benchmarks to run")
+    parser.add_argument("--only", nargs="*", help="names of benchmarks to run (the others: earlier results)")
+    parser.add_argument("--report", action="store_true", help="run nothing: rewrite BENCHMARKS.md from results/")
     args = parser.parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     tic = time.perf_counter()
-    records = run_all(args.quick, args.budget, args.only)
+    records = [earlier(name) for name, *_ in PLAN] if args.report else run_all(args.quick, args.budget, args.only)
     plot(records, Path(__file__).resolve().parent / "bench.png")
     write_markdown(records, args.quick, started, time.perf_counter() - tic, ROOT / "BENCHMARKS.md")
     print(f"\nwrote {ROOT / 'BENCHMARKS.md'} in {(time.perf_counter() - tic) / 60:.1f} min")

@@ -21,7 +21,7 @@ import sys
 import torch
 
 from coursekit import data, models, settings, train
-from benchmarks.common import RESULTS, row, save
+from benchmarks.common import invocation, RESULTS, row, save
 
 CHECKPOINTS = RESULTS / "time-to-accuracy-checkpoints"
 
@@ -102,8 +102,7 @@ def main(argv=None):
     rows = cache_rows()
     if not args.quick:
         rows += curve_rows(measured_epochs(args.budget), recipe["epochs"])
-    save("time_to_accuracy", "python -m benchmarks.time_to_accuracy" + (" --quick" if args.quick else
-         f" --budget {args.budget:.0f}"), rows, recipe=recipe)
+    save("time_to_accuracy", invocation("time_to_accuracy", argv), rows, recipe=recipe)
 
 
 if __name__ == "__main__":
