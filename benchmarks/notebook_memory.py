@@ -22,10 +22,12 @@ LIMIT_MIB = 4096
 RUN_ONE = """
 import resource, sys, nbformat, nbclient
 nb = nbformat.read(sys.argv[1], 4)
-nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",
-                        resources={"metadata": {"path": sys.argv[2]}}).execute()
-scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-print("kernel-peak-mib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // scale)
+try:
+    nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",
+                            resources={"metadata": {"path": sys.argv[2]}}).execute()
+finally:  # a failing notebook's peak is still worth knowing
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    print("kernel-peak-mib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // scale, flush=True)
 """
 
 
@@ -39,9 +41,9 @@ def measure(path: Path, timeout: float) -> tuple[float, int | None, str]:
     except subprocess.TimeoutExpired:
         return time.perf_counter() - tic, None, "stopped at the budget"
     seconds = time.perf_counter() - tic
+    peak = int(done.stdout.split("kernel-peak-mib")[1].split()[0]) if "kernel-peak-mib" in done.stdout else None
     if done.returncode != 0:
-        return seconds, None, "FAILED: " + (done.stderr.strip().splitlines() or ["?"])[-1][:90]
-    peak = int(done.stdout.split("kernel-peak-mib")[1].split()[0])
+        return seconds, peak, "FAILED: " + (done.stderr.strip().splitlines() or ["?"])[-1][:90]
     return seconds, peak, "ok" if peak < LIMIT_MIB else f"OVER {LIMIT_MIB} MiB"
 
 
