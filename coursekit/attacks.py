@@ -136,9 +136,11 @@ def bim(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 25
 
 def pgd(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None,
         steps: int = 10, step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Projected gradient descent (Madry et al. 2018): BIM from a uniformly random point of the eps-ball."""
+    """Projected gradient descent (Madry et al. 2018): BIM from a uniformly random point of the eps-ball,
+    with their step size 2.5 * eps / steps by default (so the steps can cross the whole ball)."""
     eps = check_eps(eps)
     images = check_images(images)
+    step_size = 2.5 * eps / steps if step_size is None and isinstance(steps, int) and steps >= 1 else step_size
     noise = torch.rand(images.shape, generator=generator).to(images.device, images.dtype)
     start = (images + (2 * noise - 1) * eps).clamp(0, 1)
     return _iterate(model, images, labels, eps, target, steps, step_size, start)

@@ -1,5 +1,6 @@
 """coursekit.attacks on tiny models with known answers."""
 import matplotlib.figure
+import matplotlib.pyplot
 import pytest
 import torch
 import torch.nn as nn
@@ -232,16 +233,19 @@ def test_wrong_shapes_and_types_are_named():
 # ---------------------------------------------------------------- the panel
 
 
-def tiny_backbone():
-    return models.Backbone("tiny", tiny_cnn(), list(data.CIFAR10_CLASSES), 8, data.CIFAR10_MEAN,
+def tiny_backbone(classes=tuple(data.CIFAR10_CLASSES)):
+    return models.Backbone("tiny", tiny_cnn(classes=len(classes)), list(classes), 8, data.CIFAR10_MEAN,
                            data.CIFAR10_STD, ["conv1"])
 
 
 def test_attack_panel_draws_for_every_control_value():
-    backbone, x = tiny_backbone(), batch(n=1)
-    for values in widgets.sweep(attacks.ATTACK_PANEL):
-        figure = attacks.attack_panel(backbone, x[0], 3, **values)
+    backbone, x = tiny_backbone(("cat", "dog", "ship")), batch(n=1)  # 3 classes keep the sweep short
+    for values in widgets.sweep(attacks.attack_controls(backbone.classes)):
+        figure = attacks.attack_panel(backbone, x[0], 1, **values)
         assert isinstance(figure, matplotlib.figure.Figure)
+        matplotlib.pyplot.close(figure)
+    assert [c.name for c in attacks.ATTACK_PANEL] == ["eps", "method", "target"]
+    assert list(attacks.ATTACK_PANEL[2].options)[1:] == data.CIFAR10_CLASSES
 
 
 @pytest.mark.parametrize("values", [{"eps": 17}, {"eps": -1}, {"method": "cw"}, {"target": "ostrich"}])
