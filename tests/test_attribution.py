@@ -178,7 +178,8 @@ def test_attribution_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
 
 
 def test_occlusion_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
-    model, x = tiny_backbone
+    _, x = tiny_backbone
+    model = models.mini_alexnet(width=0.125).eval()   # no unit slider here: the narrowest model will do
     classes = [str(i) for i in range(10)]
     for values in widgets.sweep(attribution.OCCLUSION_PANEL):
         plt.close(attribution.occlusion_panel(model, x, 3, classes, **values))
