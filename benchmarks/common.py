@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,6 +46,21 @@ def interleaved(contenders: dict, rounds: int, after_round=None) -> dict[str, fl
         if after_round is not None:
             after_round({name: statistics.median(values) for name, values in times.items()})
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def run_with_timeout(command: list[str], timeout: float, **kwargs) -> tuple[int | None, str, str]:
+    """(exit code or None if stopped at `timeout`, stdout, stderr). The command runs in its own
+    process group and the whole group is killed at the timeout, so no Jupyter kernel or DataLoader
+    worker outlives it (and keeps our pipes open)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **kwargs)
+    try:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        return None, out, err
 
 
 def machine() -> dict:

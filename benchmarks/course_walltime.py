@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import invocation, row, save
+from benchmarks.common import invocation, row, run_with_timeout, save
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_ONE = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], 4); "
@@ -27,12 +26,11 @@ RUN_ONE = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], 4); 
 def run_notebook(path: Path, timeout: float) -> tuple[float, str]:
     env = {**os.environ, "COURSEKIT_QUICK": "1"}
     tic = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-c", RUN_ONE, str(path), str(path.parent)], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        status = "ok" if done.returncode == 0 else "FAILED: " + (done.stderr.strip().splitlines() or ["?"])[-1][:100]
-    except subprocess.TimeoutExpired:
+    code, _, err = run_with_timeout([sys.executable, "-c", RUN_ONE, str(path), str(path.parent)], timeout, env=env)
+    if code is None:
         status = "stopped at the budget"
+    else:
+        status = "ok" if code == 0 else "FAILED: " + (err.strip().splitlines() or ["?"])[-1][:100]
     return time.perf_counter() - tic, status
 
 

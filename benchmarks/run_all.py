@@ -12,12 +12,11 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, row
+from benchmarks.common import RESULTS, machine, row, run_with_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 # (name, arguments, share of the budget, arguments in --quick mode); "{share}" becomes its seconds
@@ -27,7 +26,7 @@ PLAN = [
     ("machine_limit", ["--compile-timeout", "{share}"], 0.15, ["--quick", "--no-compile"]),
     ("occlusion", [], 0.04, ["--quick"]),
     ("optimize_step", ["--steps", "20", "--rounds", "3"], 0.04, ["--steps", "10", "--rounds", "2"]),
-    ("attack_step", ["--repeats", "3"], 0.04, ["--repeats", "2"]),
+    ("attack_step", ["--repeats", "3"], 0.04, ["--batch", "16", "--steps", "5", "--repeats", "2"]),
     ("time_to_accuracy", ["--budget", "{share}"], 0.28, ["--quick"]),
     ("course_walltime", ["--budget", "{share}"], 0.25, ["--budget", "{share}"]),
 ]
@@ -43,13 +42,11 @@ def run_one(name: str, args: list[str], timeout: float) -> dict:
     print(f"\n== {shown}  (up to {timeout:.0f} s)", flush=True)
     (RESULTS / f"{name}.json").unlink(missing_ok=True)
     tic = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        output, status = done.stdout, "ok" if done.returncode == 0 else f"exit {done.returncode}: " + \
-            (done.stderr.strip().splitlines() or ["?"])[-1][:160]
-    except subprocess.TimeoutExpired as err:
-        output, status = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""), \
-            f"stopped after {timeout:.0f} s (budget)"
+    code, output, err = run_with_timeout(command, timeout, cwd=ROOT)
+    if code is None:
+        status = f"stopped after {timeout:.0f} s (budget)"
+    else:
+        status = "ok" if code == 0 else f"exit {code}: " + (err.strip().splitlines() or ["?"])[-1][:160]
     seconds = time.perf_counter() - tic
     print(output.rstrip(), f"\n   [{status}, {seconds:.0f} s]", flush=True)
     record = {"name": name, "command": shown, "rows": [], "status": status, "seconds": seconds}
@@ -123,8 +120,10 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
         "![ratios against their targets](benchmarks/bench.png)", "",
     ]
     for record in records:
+        load = record.get("machine", {}).get("load_average_1min")
         lines += [f"## {record['name']}", "", f"`{record['command']}` — {record.get('status', '?')}"
-                  + (f", {record['seconds']:.0f} s" if "seconds" in record else ""), ""]
+                  + (f", {record['seconds']:.0f} s" if "seconds" in record else "")
+                  + (f"; load average {load:.0f} on {info['cores']} cores when it finished" if load else ""), ""]
         if record.get("compile_note"):
             lines += [f"torch.compile: {record['compile_note']}", ""]
         if record["rows"]:
@@ -146,6 +145,10 @@ NOTES = """## How to read these numbers
 - time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
   continue one full-recipe training until it is complete; each epoch's seconds were measured
   in the run that trained it.
+- machine_limit's "1 thread" row runs the same step with torch.set_num_threads(1). When other
+  programs keep the cores busy (load average above the core count), two OpenMP threads wait on
+  each other at every barrier, and one thread can train faster than two; on a quiet machine two
+  threads should win. Compare it with "bf16 autocast channels_last" in the same run.
 - The throughput pairs compare like with like: the same model, batch, optimizer and precision
   (fp32) on both sides, augmentation on both sides or on neither.
 """
