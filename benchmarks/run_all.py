@@ -103,12 +103,15 @@ def verdict(met) -> str:
     return "" if met is None else ("met" if met else "**not met**")
 
 
-def write_markdown(records: list[dict], quick: bool, started: str, seconds: float, path: Path) -> None:
+def write_markdown(records: list[dict], quick: bool, started: str, seconds: float, path: Path,
+                   report: bool = False) -> None:
     info = machine()
+    made = (f"Assembled on {started} by `python -m benchmarks.run_all --report` from the results of the "
+            "separate runs below, each with its own command, time and load." if report else
+            f"Written by `python -m benchmarks.run_all{' --quick' if quick else ''}` (`make bench`) on {started}, "
+            f"in {seconds / 60:.1f} minutes.")
     lines = [
-        "# Benchmarks", "",
-        f"Written by `python -m benchmarks.run_all{' --quick' if quick else ''}` (`make bench`) on {started}, "
-        f"in {seconds / 60:.1f} minutes.", "",
+        "# Benchmarks", "", made, "",
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['torch_threads']} threads; "
         f"1-minute load average at the end: {info['load_average_1min']:.1f} "
         "(this machine is shared: absolute times are inflated by other programs; ratios are measured "
@@ -166,15 +169,17 @@ def limits(records: list[dict]) -> str:
     """What the hardware allows at best, from this run's own numbers: the floor under time to accuracy."""
     step = value(records, "machine_limit", "training step FLOPs (batch 128")
     peak = value(records, "machine_limit", "dense matmul 2048^2, bf16")
-    if not (step and peak):
+    share = value(records, "machine_limit", "share of step time in conv/matmul")
+    if not (step and peak and share):
         return ""
     epoch = step * (50_000 / 128)  # GFLOP per epoch of the full recipe
     return (f"## The floor under time to accuracy\n\nOne epoch of the full recipe (50,000 images) is "
             f"{epoch / 1000:.1f} TFLOP (FlopCounterMode). At this run's bf16 matmul rate, {peak:.0f} GFLOP/s, "
             f"a training step running at 100% of the matmul limit would need {epoch / peak:.0f} s per epoch, "
             f"{12 * epoch / peak / 60:.1f} minutes for the 12-epoch recipe. Real training reaches only the "
-            f"fraction shown under machine_limit, because about half of each step is element-wise work "
-            f"(LRN, ReLU, pooling, the optimizer) that runs at memory speed, not matmul speed.\n")
+            f"fraction shown under machine_limit, because only {100 * share:.0f}% of a step's time is in convolutions "
+            f"and matmuls; the rest is element-wise work (LRN, ReLU, pooling, the optimizer) that runs at "
+            f"memory speed, not matmul speed.\n")
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -211,7 +216,7 @@ def main(argv=None):
     tic = time.perf_counter()
     records = [earlier(name) for name, *_ in PLAN] if args.report else run_all(args.quick, args.budget, args.only)
     plot(records, Path(__file__).resolve().parent / "bench.png")
-    write_markdown(records, args.quick, started, time.perf_counter() - tic, ROOT / "BENCHMARKS.md")
+    write_markdown(records, args.quick, started, time.perf_counter() - tic, ROOT / "BENCHMARKS.md", args.report)
     print(f"\nwrote {ROOT / 'BENCHMARKS.md'} in {(time.perf_counter() - tic) / 60:.1f} min")
 
 
