@@ -152,8 +152,9 @@ def notebook_runner(lab, chromium):
     runner.close()
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
+def pytest_collection_finish(session):
+    """Remember which notebooks were selected (after -k / deselection) so only those are queued."""
+    for item in session.items:
         callspec = getattr(item, "callspec", None)
         if callspec and "notebook" in callspec.params and callspec.params["notebook"] not in _SELECTED:
             _SELECTED.append(callspec.params["notebook"])

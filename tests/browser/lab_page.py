@@ -222,13 +222,19 @@ async def try_the_panel(page, server: LabServer, name: str, report: Report, shot
     await panel.scroll_into_view_if_needed()
     output = panel.locator(":scope > .widget-output")
     before = await output.evaluate(OUTPUT_SIGNATURE_JS)
+    await output.evaluate("(out) => out.querySelectorAll('img').forEach((i) => { i.dataset.stale = '1'; })")
     report.control = await move_one_control(panel, report)
-    deadline, after = time.monotonic() + CHANGE_TIMEOUT, before
+    deadline, after, same_redraws = time.monotonic() + CHANGE_TIMEOUT, before, 0
     while time.monotonic() < deadline:
         await asyncio.sleep(1)
         _, state = await kernel_state(server, name)
         after = await output.evaluate(OUTPUT_SIGNATURE_JS)
+        redrawn = await output.evaluate("(out) => out.querySelectorAll('img:not([data-stale])').length > 0")
         if state == "idle" and after != before and (after["images"] or after["text"]):
+            break
+        # new <img> elements with the very same pictures: the callback re-drew an identical figure
+        same_redraws = same_redraws + 1 if (state == "idle" and redrawn and after == before) else 0
+        if same_redraws >= SETTLE_POLLS:
             break
     shot = shots / f"{Path(name).stem}-try-it.png"
     await panel.screenshot(path=str(shot))
@@ -237,6 +243,9 @@ async def try_the_panel(page, server: LabServer, name: str, report: Report, shot
     errors = [e for e in errors if re.search(r"Traceback|(Error|Exception)\b", e)]
     if errors:
         report.problem(f"'Try it' panel after {report.control}", f"shows an error: {errors[-1][-400:]}")
+    elif after == before and same_redraws:
+        report.problem(f"'Try it' panel after {report.control}",
+                       "the callback re-drew exactly the same figure: a student sees nothing change")
     elif after == before:
         report.problem(f"'Try it' panel after {report.control}",
                        f"its output did not change within {CHANGE_TIMEOUT} s (still {before['text'][:80]!r}, "

@@ -3,6 +3,9 @@
 Per notebook: Run All Cells through the menu, no error output in any cell, every figure drawn, the
 "Try it" widgets rendered, and one control of the first panel moved changes the panel's figure.
 Screenshots land in build/browser-screenshots/ (COURSEKIT_SCREENSHOTS moves them).
+Knobs: COURSEKIT_CHROMIUM (browser binary), COURSEKIT_BROWSER_CONCURRENCY (notebooks at once, 2),
+COURSEKIT_BROWSER_TIMEOUT (seconds for one notebook's Run All, 480). Run after the nbval pass so
+the quick cifar10 backbone is already cached.
 """
 from __future__ import annotations
 
