@@ -208,7 +208,8 @@ def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99
                    step_size: float = 2 / 255, channels: int = 3, generator: torch.Generator | None = None,
                    device=None) -> torch.Tensor:
     """Nguyen et al. 2015 (their gradient-ascent variant): start from uniform noise and climb
-    log p(target | x) with signed steps until p >= `confidence`; each image stops when it gets there.
+    log p(target | x) with signed steps (shrinking linearly to zero over `max_steps`) until
+    p >= `confidence`; each image stops when it gets there.
 
     `target`: one class index per image (a list or tensor). Returns (N, channels, size, size) in [0, 1]."""
     if not 0 < confidence < 1:
@@ -219,14 +220,15 @@ def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99
     noise = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
     target = check_classes(target, len(noise), num_classes(model, noise), "target", device)
     x = noise
-    for _ in range(max_steps):
+    for i in range(max_steps):
         x = x.detach().requires_grad_(True)
         log_p = model(x).log_softmax(1).gather(1, target[:, None]).squeeze(1)
         climbing = log_p.detach().exp() < confidence
         if not climbing.any():
             break
         grad, = torch.autograd.grad(log_p.sum(), x)
-        x = (x + step_size * grad.sign() * climbing[:, None, None, None]).clamp(0, 1)
+        step = step_size * (1 - i / max_steps)  # shrinking steps settle at the top instead of circling it
+        x = (x + step * grad.sign() * climbing[:, None, None, None]).clamp(0, 1)
     return x.detach()
 
 
