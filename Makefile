@@ -6,7 +6,7 @@ JUPYTER := $(VENV)/bin/jupyter
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SUBMISSIONS ?= submissions
 
-.PHONY: lab course test unit notebooks student grade bench clean
+.PHONY: lab course test browser student grade bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
@@ -18,9 +18,17 @@ $(VENV)/.installed: pyproject.toml
 lab: $(VENV)/.installed
 	$(JUPYTER) lab notebooks/
 
+# unit tests, every notebook under nbval, then the notebooks in a real browser (the nbval pass has
+# cached the trained backbone by then)
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 tests --ignore=tests/browser
 	$(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
+	sh tools/install_chromium.sh
+	$(PY) -m pytest tests/browser
+
+browser: $(VENV)/.installed
+	sh tools/install_chromium.sh
+	$(PY) -m pytest tests/browser
 
 course: $(VENV)/.installed
 	mkdir -p build

@@ -8,6 +8,16 @@ from PIL import Image
 
 matplotlib.use("Agg")
 
+# the reliability suite's summary hooks must load in xdist's controller too
+from reliability.conftest import pytest_configure, pytest_terminal_summary  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker():
+    """`make test` runs two pytest workers on two cores: more torch threads would only fight."""
+    import torch
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _close_figures():
