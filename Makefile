@@ -43,6 +43,7 @@ grade: $(VENV)/.installed
 	$(PY) -m coursekit grade $(SUBMISSIONS)
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run_all
 
 clean:
