@@ -99,7 +99,7 @@ def test_class_model_panel_sweeps_and_rejects_bad_values(tiny_backbone, monkeypa
     bb = tiny_backbone
     controls = visualize.class_model_controls(bb.classes)
     # the sweep checks every value is accepted; fewer steps keep it fast
-    monkeypatch.setattr(visualize, "class_model", _capped(visualize.class_model, "steps", 3, positional=6))
+    monkeypatch.setattr(visualize, "class_model", _capped(visualize.class_model, "steps", 3, positional=5))
     _sweep(lambda **v: visualize.class_model_panel(bb, **v), controls)
     with pytest.raises(ValueError, match="lam"):
         visualize.class_model_panel(bb, "cat", -0.1, 10, 0.1)
@@ -117,9 +117,10 @@ def test_regularization_panel_sweeps_and_rejects_bad_values(tiny_backbone, monke
         visualize.regularization_panel(bb, 0, **{**defaults, "norm_pct": 100})
 
 
-def test_deepdream_panel_sweeps_and_rejects_bad_values(tiny_backbone):
+def test_deepdream_panel_sweeps_and_rejects_bad_values(tiny_backbone, monkeypatch):
     torch.manual_seed(0)
     photo = torch.rand(1, 3, 40, 40)
+    monkeypatch.setattr(visualize, "deepdream", _capped(visualize.deepdream, "steps", 2, positional=6))
     _sweep(lambda **v: visualize.deepdream_panel(tiny_backbone.model, photo, **v), visualize.DEEPDREAM_PANEL)
     with pytest.raises(ValueError, match="octaves"):
         visualize.deepdream_panel(tiny_backbone.model, photo, "conv3", 7, 5)
