@@ -15,8 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,grading,browser]'
 	touch $@
 
+# jupyter refuses to run as root unless told; containers and CI machines often are root
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(VENV)/.installed
-	$(JUPYTER) lab notebooks/
+	$(JUPYTER) lab $(ROOT_FLAG) notebooks/
 
 # unit tests, every notebook under nbval, then the notebooks in a real browser (the nbval pass has
 # cached the trained backbone by then)
