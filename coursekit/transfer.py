@@ -403,22 +403,25 @@ def plot_learning_curves(results, ax=None, highlight: tuple | None = None):
     return fig or ax.figure
 
 
-LEARNING_PANEL = [Slider("labels", 5, 500, 5, 20, "labels per class"),
-                  Choice("method", list(METHODS), "fine-tune")]
+def learning_controls(results) -> list:
+    """The learning-curve panel's controls: only the label counts that were actually run, so every
+    move of the control shows a different measurement."""
+    counts = sorted(int(c) for c in set(results.labels))
+    return [Choice("labels", counts, counts[len(counts) // 2], "labels per class"),
+            Choice("method", list(METHODS), "fine-tune")]
+
+
+LEARNING_PANEL = [Choice("labels", [5, 20, 100, 500], 20, "labels per class"),
+                  Choice("method", list(METHODS), "fine-tune")]  # the controls for the default counts
 
 
 def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
-    """The learning curves with one (method, labels) point picked out and compared with scratch;
-    the slider snaps to the nearest label count that was run."""
-    validate(LEARNING_PANEL, labels=labels, method=method)
-    counts = sorted(set(results.labels))
-    nearest = min(counts, key=lambda c: abs(np.log(c) - np.log(labels)))
+    """The learning curves with one (method, labels) point picked out and compared with scratch."""
+    validate(learning_controls(results), labels=labels, method=method)
     mean = results.groupby(["method", "labels"]).top1.mean()
-    if (method, nearest) not in mean.index:
-        raise ValueError(f"no results for method={method!r}; have {sorted(set(results.method))}")
-    fig = plot_learning_curves(results, highlight=(nearest, mean[(method, nearest)]))
-    gain = mean[(method, nearest)] - mean.get(("scratch", nearest), np.nan)
-    fig.axes[0].set_title(f"{method} with {nearest} labels/class: {mean[(method, nearest)]:.1%} "
+    fig = plot_learning_curves(results, highlight=(labels, mean[(method, labels)]))
+    gain = mean[(method, labels)] - mean.get(("scratch", labels), np.nan)
+    fig.axes[0].set_title(f"{method} with {labels} labels/class: {mean[(method, labels)]:.1%} "
                           f"({gain:+.1%} vs scratch)", fontsize=9)
     return fig
 
