@@ -92,6 +92,7 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     act = (lambda: nn.ReLU()) if activation == "relu" else (lambda: nn.Tanh())
     pool = (lambda: nn.MaxPool2d(3, 2)) if overlap else (lambda: nn.MaxPool2d(2, 2))
     norm = (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if lrn else (lambda: nn.Identity())
+    side = 3 if overlap else 4  # 32 -> 15 -> 7 -> 3 with 3/2 pooling; 32 -> 16 -> 8 -> 4 with 2/2
     layers = OrderedDict([
         ("conv1", nn.Conv2d(3, c[0], 5, padding=2)), ("relu1", act()), ("lrn1", norm()), ("pool1", pool()),
         ("conv2", nn.Conv2d(c[0], c[1], 5, padding=2)), ("relu2", act()), ("lrn2", norm()), ("pool2", pool()),
@@ -99,13 +100,10 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
         ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1)), ("relu4", act()),
         ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1)), ("relu5", act()), ("pool5", pool()),
         ("flatten", nn.Flatten()),
-        ("drop6", nn.Dropout(dropout)), ("fc6", nn.Linear(c[4] * 3 * 3, hidden)), ("relu6", act()),
+        ("drop6", nn.Dropout(dropout)), ("fc6", nn.Linear(c[4] * side * side, hidden)), ("relu6", act()),
         ("drop7", nn.Dropout(dropout)), ("fc7", nn.Linear(hidden, hidden)), ("relu7", act()),
         ("fc8", nn.Linear(hidden, num_classes)),
     ])
-    # 32 -> pool 15 -> pool 7 -> pool 3 with 3/2 pooling; 32 -> 16 -> 8 -> 4 with 2/2 pooling
-    if not overlap:
-        layers["fc6"] = nn.Linear(c[4] * 4 * 4, hidden)
     net = nn.Sequential(layers)
     init_weights(net, activation)
     return net
