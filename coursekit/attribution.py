@@ -145,9 +145,9 @@ def occlusion(model: nn.Module, x: torch.Tensor, label: int, size: int, stride: 
               fill: float = 0.5, batch_size: int = 64) -> Occlusion:
     """Slide a size x size square of grey (fill, in [0, 1] pixels) over the image x (1, 3, H, W) with
     the given stride; record p(label) and the most probable class at every position, in batches."""
-    height, width = x.shape[-2:]
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"occlusion takes one image (1, 3, H, W), got {tuple(x.shape)}")
+    height, width = x.shape[-2:]
     if not 1 <= size <= min(height, width):
         raise ValueError(f"occluder size {size} must be between 1 and the image side {min(height, width)}")
     if not 1 <= stride <= min(height, width):

@@ -159,6 +159,8 @@ def test_occlusion_is_batched_consistently():
         assert torch.allclose(model(one).softmax(1)[0, 3], a.prob[1, 2], atol=1e-6)
     with pytest.raises(ValueError, match="occluder size"):
         attribution.occlusion(model, x, 3, size=40, stride=4)
+    with pytest.raises(ValueError, match="one image"):
+        attribution.occlusion(model, x[0, 0, 0], 3, size=8, stride=4)  # a 1-D tensor, not an image
 
 
 @pytest.fixture(scope="module")

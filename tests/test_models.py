@@ -54,6 +54,19 @@ def test_lrn_matches_the_papers_formula():
     assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_lrn_gradient_matches_autograd_of_the_formula():
+    torch.manual_seed(0)
+    a = (torch.randn(2, 7, 3, 3, dtype=torch.float64) * 30).requires_grad_()
+    lrn = models.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+    assert torch.autograd.gradcheck(lrn, (a,))
+    band = ((torch.arange(7)[:, None] - torch.arange(7)[None, :]).abs() <= 2).double()
+    by_autograd = a / (2.0 + 1e-4 * torch.einsum("ij,njhw->nihw", band, a * a)) ** 0.75
+    grad_out = torch.randn_like(a)
+    expected, = torch.autograd.grad(by_autograd, a, grad_out)
+    got, = torch.autograd.grad(lrn(a), a, grad_out)
+    assert torch.allclose(got, expected, rtol=1e-8, atol=1e-10)
+
+
 def test_alexnet_without_weights_shapes_and_parameter_count():
     model = models.alexnet(pretrained=False)
     assert sum(p.numel() for p in model.parameters()) == 61_100_840
