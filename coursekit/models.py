@@ -281,13 +281,14 @@ def config_key(config: dict) -> str:
 
 def cifar10_recipe(cfg=None) -> dict:
     """How the cifar10 backbone is trained: quick mode trains on a subset for fewer epochs."""
+    from .train import native_bf16
     cfg = cfg or _settings.load()
     return {
         "arch": {"width": 0.5, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
         "per_class": cfg.pick(quick=1000, full=None),
         "epochs": cfg.pick(quick=4, full=12),
         "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-        "autocast": True, "seed": cfg.seed, "version": 2,
+        "autocast": native_bf16(cfg.device), "seed": cfg.seed, "version": 2,
     }
 
 

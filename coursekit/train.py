@@ -7,6 +7,7 @@ weights as one that was never interrupted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
@@ -113,6 +114,24 @@ def latest_checkpoint(directory: Path | None) -> dict | None:
 
 # ---------------------------------------------------------------- training
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on `device`: CUDA GPUs, and CPUs with bf16 instructions (AVX-512
+    BF16 or AMX), where a training step measured 1.5-2x faster than fp32. Elsewhere bf16 is
+    emulated and slower than fp32, so training stays in fp32."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: no cheap way to ask, so stay in fp32
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def autocast_for(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA GPUs that support it (a no-op elsewhere unless asked)."""
     if not enabled:
@@ -156,7 +175,9 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
 
     checkpoint_dir: save after every epoch and resume from the newest valid checkpoint there.
     live: redraw loss/accuracy curves in the notebook after each epoch.
-    autocast: mixed precision (bf16); default on for CUDA, off on the CPU.
+    autocast: mixed precision (bf16). Default: on for CUDA, off on the CPU, because bf16 CPU kernels
+        are not bit-repeatable (two seeded runs in one process ended with different weights); pass
+        True for 1.5-2x faster steps on CPUs with bf16 instructions (`native_bf16`).
     """
     _check_fit_args(train_set, epochs, batch_size, lr)
     _check_model(model, None)

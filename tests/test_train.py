@@ -1,7 +1,9 @@
+import contextlib
+import dataclasses
 import pytest
 import torch
 
-from coursekit import data, models, train
+from coursekit import data, models, settings, train
 
 
 def _toy_set(n=64, seed=0):
@@ -104,3 +106,21 @@ def test_out_of_memory_suggests_a_smaller_batch(monkeypatch):
     monkeypatch.setattr(train, "_train_epoch", oom)
     with pytest.raises(RuntimeError, match="batch_size=8"):
         train.fit(_model(), _toy_set(16), batch_size=16, progress=False)
+
+
+def test_bf16_only_where_the_hardware_has_it_and_never_by_default_on_the_cpu(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    assert train.native_bf16(cpu) and train.native_bf16(torch.device("cuda"))
+    assert not train.native_bf16(torch.device("meta"))  # mps and others: fp32
+    on_cpu = dataclasses.replace(settings.load(), device=cpu)
+    assert models.cifar10_recipe(on_cpu)["autocast"]
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: False)
+    assert not train.native_bf16(cpu)
+    assert not models.cifar10_recipe(on_cpu)["autocast"]  # the backbone trains in fp32 on such CPUs
+    seen = []
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(train, "autocast_for", lambda device, enabled: seen.append(enabled) or contextlib.nullcontext())
+    images = data.ImageSet(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
+    train.fit(models.four_layer_cnn(num_classes=2, width=4), images, epochs=1, batch_size=4, progress=False, device="cpu")
+    assert seen == [False, False]  # fp32 on the CPU unless asked: seeded runs stay bit-repeatable
