@@ -38,6 +38,27 @@ def run_notebook(path: Path, timeout: float, full: bool = False) -> tuple[float,
     return time.perf_counter() - tic, status
 
 
+def time_notebooks(paths: list[Path], budget: float, full: bool) -> tuple[list[dict], float, bool]:
+    """Run each notebook until the budget is spent: its rows, the total seconds, and whether all ran ok."""
+    mode = "full" if full else "quick"
+    rows, total, deadline, complete = [], 0.0, time.monotonic() + budget, True
+    for path in paths:
+        left = deadline - time.monotonic()
+        if left < 10:
+            rows.append(row(f"{path.stem} ({mode}): not run, budget spent", float("nan"), "s"))
+            complete = False
+            continue
+        seconds, status = run_notebook(path, min(left, FULL_LIMIT) if full else left, full)
+        total += seconds
+        complete &= status == "ok"
+        met = None
+        if full:  # each notebook has its own target in full mode
+            met = seconds < FULL_LIMIT if status == "ok" else (False if seconds >= FULL_LIMIT else None)
+        rows.append(row(f"{path.stem} ({mode})", seconds, "s", "< 900 s" if full else "", met, note=status))
+        print(f"  {path.stem:40s} {seconds:7.1f} s  {status}", flush=True)
+    return rows, total, complete
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900, help="seconds for all notebooks together")
@@ -45,44 +66,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="accepted for run_all; same as the default")
     parser.add_argument("--full", action="store_true", help="full mode, each notebook stopped at 15 minutes")
     args = parser.parse_args(argv)
-    if args.full:
-        return full_mode(args, argv)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         paths = [p for p in paths if p.name[:2] in args.only]
-    rows, total, deadline, complete = [], 0.0, time.monotonic() + args.budget, True
-    for path in paths:
-        left = deadline - time.monotonic()
-        if left < 10:
-            rows.append(row(f"{path.stem} (quick): not run, budget spent", float("nan"), "s"))
-            complete = False
-            continue
-        seconds, status = run_notebook(path, left)
-        total += seconds
-        complete &= status == "ok"
-        rows.append(row(f"{path.stem} (quick)", seconds, "s", note=status))
-        print(f"  {path.stem:40s} {seconds:7.1f} s  {status}", flush=True)
+    rows, total, complete = time_notebooks(paths, args.budget, args.full)
+    if args.full:
+        save("course_walltime_full", invocation("course_walltime", argv), rows, budget=args.budget)
+        return
     rows.append(row(f"all {len(paths)} notebooks, quick mode" + ("" if complete else " (incomplete)"), total, "s",
                     "< 600 s", (total < 600) if complete else (False if total >= 600 else None)))
     save("course_walltime", invocation("course_walltime", argv),
          rows, budget=args.budget)
-
-
-def full_mode(args, argv) -> None:
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    paths = [p for p in paths if not args.only or p.name[:2] in args.only]
-    rows, deadline = [], time.monotonic() + args.budget
-    for path in paths:
-        left = deadline - time.monotonic()
-        if left < 10:
-            rows.append(row(f"{path.stem} (full): not run, budget spent", float("nan"), "s"))
-            continue
-        seconds, status = run_notebook(path, min(left, FULL_LIMIT), full=True)
-        done = status == "ok"
-        met = seconds < FULL_LIMIT if done else (False if seconds >= FULL_LIMIT else None)
-        rows.append(row(f"{path.stem} (full)", seconds, "s", "< 900 s", met, note=status))
-        print(f"  {path.stem:40s} {seconds:7.1f} s  {status}", flush=True)
-    save("course_walltime_full", invocation("course_walltime", argv), rows, budget=args.budget)
 
 
 if __name__ == "__main__":
