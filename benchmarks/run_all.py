@@ -143,10 +143,13 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
 
 NOTES = """## How to read these numbers
 
-- Full-mode wall time of the notebooks is `make course` (every notebook executed with
-  COURSEKIT_QUICK=0); it is not part of `make bench`, which must finish in 30 minutes.
-  `python -m benchmarks.course_walltime --full` times them one by one, each stopped at 15 minutes
-  (course_walltime_full, shown when it has been run).
+- Full-mode wall time of the notebooks (what `make course` runs, COURSEKIT_QUICK=0) is not part of
+  `make bench`, which must finish in 30 minutes: `python -m benchmarks.course_walltime --full` times
+  them one by one, each stopped at 15 minutes, as on a student's first pass in lecture order (only
+  the backbone cached; 09 trains the source network 11 reuses). Its rows are course_walltime_full,
+  shown when it has been run; `--only` reruns some notebooks and keeps the others' rows, marked
+  "earlier run". Full mode is sized to fit 15 minutes here; where a paper's own scale costs more
+  (01's race, 10's seeds), the notebook names the constants to raise.
 - time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
   continue one full-recipe training until it is complete; each epoch's seconds were measured
   in the run that trained it.
@@ -166,8 +169,7 @@ NOTES = """## How to read these numbers
   - final top-1 >= 85%: the full recipe is sized to pass 80% within 10 minutes ("seconds to 80%").
     "The floor under time to accuracy" above shows the 12 epochs already take most of 10 minutes
     at this machine's matmul rate; 85% needs a longer schedule than 10 minutes allows here.
-- Not measured by `make bench`: full-mode notebook times (`make course`; by its own estimate 10_how_transferable alone
-  trains its A/B networks for about an hour in full mode on a laptop CPU) and anything on a GPU.
+- Not measured here: anything on a GPU (no GPU machine was lent to this project's sessions).
 """
 
 

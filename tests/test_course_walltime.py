@@ -1,0 +1,41 @@
+"""The full-mode wall-time benchmark's bookkeeping: which rows an `--only` run keeps, and the
+first-pass cache it runs notebooks in (the timing itself is a benchmark, not a test)."""
+import dataclasses
+import json
+
+from benchmarks import course_walltime
+from coursekit import models, settings
+
+
+def test_only_run_keeps_the_other_notebooks_rows_marked_as_earlier(tmp_path, monkeypatch):
+    monkeypatch.setattr(course_walltime, "RESULTS", tmp_path)
+    rows = [{"measure": f"{name} (full)", "value": v, "unit": "s", "target": "< 900 s", "met": True, "note": "ok"}
+            for name, v in [("00_setup", 6.0), ("01_alexnet", 667.0)]]
+    (tmp_path / "course_walltime_full.json").write_text(json.dumps({"rows": rows, "finished": "yesterday"}))
+    kept = course_walltime.earlier_full_rows(skip=["01_alexnet"])
+    assert [r["measure"] for r in kept] == ["00_setup (full)"]
+    assert kept[0]["value"] == 6.0 and kept[0]["note"] == "ok (earlier run, yesterday)"
+    # kept again by a later run: marked once, with the date it was measured
+    (tmp_path / "course_walltime_full.json").write_text(json.dumps({"rows": kept, "finished": "today"}))
+    assert course_walltime.earlier_full_rows(skip=[])[0]["note"] == "ok (earlier run, yesterday)"
+
+
+def test_no_earlier_run_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(course_walltime, "RESULTS", tmp_path)
+    assert course_walltime.earlier_full_rows(skip=[]) == []
+
+
+def test_first_run_cache_holds_only_the_backbone_and_decoded_images(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    monkeypatch.setenv("COURSEKIT_CACHE", str(real))
+    cfg = dataclasses.replace(settings.load(), quick=False)
+    backbone = models.cifar10_cache_path(models.cifar10_recipe(cfg), cfg)
+    backbone.parent.mkdir(parents=True)
+    backbone.write_bytes(b"weights")
+    (real / "cifar10-train-32px.pt").write_bytes(b"images")
+    (real / "models" / "minialexnet-classes-123.pt").write_bytes(b"another notebook's model")
+    (real / "transfer").mkdir()
+    fresh = course_walltime.first_run_cache(tmp_path / "fresh")
+    found = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
+    assert found == ["cifar10-train-32px.pt", f"models/{backbone.name}"]
+    assert (fresh / "models" / backbone.name).read_bytes() == b"weights"
