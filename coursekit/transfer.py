@@ -212,7 +212,7 @@ def run_ab(tasks: dict, make_model, n_values, seeds, train_kwargs: dict, split: 
 def ab_recipe(cfg=None) -> dict:
     """Sizes of the CIFAR-10 A/B experiment: quick mode shrinks them, the code is the same.
     A narrow MiniAlexNet without LRN (its backward costs 7x on CPUs for about a point) and without
-    dropout (in a few epochs it only slows learning). Full mode is sized for about 10 minutes on a
+    dropout (in a few epochs it only slows learning). Full mode is sized for about 8 minutes on a
     2-core CPU (120 trainings); the paper's error bars need more seeds, each as costly again."""
     cfg = cfg or _settings.load()
     return {"arch": {"width": 0.125, "lrn": False, "dropout": 0.0},
