@@ -10,6 +10,11 @@ Targets: 80% in under 600 s on the 2-core CPU machine; final top-1 >= 85%.
 It also reports what the trained-model cache already knows (recipes trained by notebooks).
 
     python -m benchmarks.time_to_accuracy [--budget 900] [--quick]   (--quick: only the cache report)
+    python -m benchmarks.time_to_accuracy --epochs 30 [--budget 1800]
+
+--epochs N trains the same recipe on a longer one-cycle schedule (its own checkpoints, saved as
+time_to_accuracy_<N>ep): what the 85% target costs on this machine. The backbone keeps 12 epochs,
+which pass 80% within 10 minutes.
 """
 from __future__ import annotations
 
@@ -17,61 +22,73 @@ import argparse
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 from coursekit import data, models, settings, train
 from benchmarks.common import invocation, RESULTS, row, save
 
-CHECKPOINTS = RESULTS / "time-to-accuracy-checkpoints"
+def full_recipe(epochs: int | None = None) -> dict:
+    recipe = models.cifar10_recipe(dataclasses.replace(settings.load(), quick=False))
+    return {**recipe, "epochs": epochs or recipe["epochs"]}
 
 
-def full_recipe() -> dict:
-    return models.cifar10_recipe(dataclasses.replace(settings.load(), quick=False))
+def checkpoints(epochs: int | None) -> Path:
+    return RESULTS / ("time-to-accuracy-checkpoints" + (f"-{epochs}ep" if epochs else ""))
 
 
-def child() -> None:
+def child(epochs: int | None) -> None:
     """Train the full recipe with per-epoch test accuracy (runs in its own process)."""
-    recipe, cfg = full_recipe(), settings.load()
+    recipe, cfg = full_recipe(epochs), settings.load()
     train_set = data.cifar10("train").subset(per_class=recipe["per_class"], seed=recipe["seed"])
     torch.manual_seed(recipe["seed"])
     model = models.mini_alexnet(**recipe["arch"])
     train.fit(model, train_set, data.cifar10("test"), epochs=recipe["epochs"], batch_size=recipe["batch_size"],
               lr=recipe["lr"], schedule=recipe["schedule"], weight_decay=recipe["weight_decay"],
               autocast=recipe["autocast"], seed=recipe["seed"], progress=False,
-              checkpoint_dir=CHECKPOINTS, device=cfg.device)
+              checkpoint_dir=checkpoints(epochs), device=cfg.device)
 
 
-def measured_epochs(budget: float) -> list[dict]:
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.time_to_accuracy", "--child"])
+def measured_epochs(budget: float, epochs: int | None) -> list[dict]:
+    command = [sys.executable, "-m", "benchmarks.time_to_accuracy", "--child"]
+    process = subprocess.Popen(command + (["--epochs", str(epochs)] if epochs else []))
     try:
         process.wait(timeout=budget)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    state = train.latest_checkpoint(CHECKPOINTS)
+    state = train.latest_checkpoint(checkpoints(epochs))
     return list(state["history"]) if state else []
 
 
-def curve_rows(history: list[dict], epochs: int) -> list[dict]:
-    rows, elapsed, reached = [], 0.0, None
+def curve_rows(history: list[dict], epochs: int, longer: bool = False) -> list[dict]:
+    """Per-epoch accuracy and the targets; a longer schedule (longer=True) is not held to the
+    recipe's 80%-in-10-minutes target, only to 85% final."""
+    rows, elapsed, reached, reached_85 = [], 0.0, None, None
     for epoch in history:
         elapsed += epoch["seconds"]
         rows.append(row(f"epoch {epoch['epoch']}: test top-1 after {elapsed:.0f} s of training",
                         epoch["test_top1"], "top-1"))
         if reached is None and epoch["test_top1"] >= 0.80:
             reached = elapsed
+        if reached_85 is None and epoch["test_top1"] >= 0.85:
+            reached_85 = elapsed
     if history:
         rows.append(row("mean training seconds per epoch (full recipe, 50k images)",
                         elapsed / len(history), "s"))
+    target = "" if longer else "< 600 s"
     if reached is not None:
-        rows.append(row("seconds to 80% test top-1", reached, "s", "< 600 s", reached < 600))
+        rows.append(row("seconds to 80% test top-1", reached, "s", target, None if longer else reached < 600))
     else:
         rows.append(row(f"seconds to 80% test top-1: not reached in {len(history)} of {epochs} epochs measured",
-                        elapsed, "s", "< 600 s", False if elapsed >= 600 or len(history) == epochs else None))
+                        elapsed, "s", target,
+                        None if longer else (False if elapsed >= 600 or len(history) == epochs else None)))
+    if reached_85 is not None:
+        rows.append(row("seconds to 85% test top-1", reached_85, "s"))
     if len(history) == epochs:
-        rows.append(row("final test top-1 of the full recipe", history[-1]["test_top1"], "top-1", ">= 0.85",
-                        history[-1]["test_top1"] >= 0.85))
+        rows.append(row(f"final test top-1 of the full recipe ({epochs} epochs)", history[-1]["test_top1"], "top-1",
+                        ">= 0.85", history[-1]["test_top1"] >= 0.85))
     return rows
 
 
@@ -94,18 +111,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900, help="seconds of training in this run")
     parser.add_argument("--quick", action="store_true", help="only report the trained-model cache")
+    parser.add_argument("--epochs", type=int, help="a longer schedule than the recipe's (saved apart)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child()
-    recipe = full_recipe()
-    rows = cache_rows()
+        return child(args.epochs)
+    recipe = full_recipe(args.epochs)
+    rows = [] if args.epochs else cache_rows()
     if args.quick:
         rows.append(row("full recipe: seconds to 80% and final top-1 not measured (--quick); "
                         "run without --quick", float("nan"), "s", "< 600 s / >= 0.85"))
     else:
-        rows += curve_rows(measured_epochs(args.budget), recipe["epochs"])
-    save("time_to_accuracy", invocation("time_to_accuracy", argv), rows, recipe=recipe)
+        rows += curve_rows(measured_epochs(args.budget, args.epochs), recipe["epochs"], longer=bool(args.epochs))
+    name = "time_to_accuracy" + (f"_{args.epochs}ep" if args.epochs else "")
+    save(name, invocation("time_to_accuracy", argv), rows, recipe=recipe)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""time_to_accuracy's rows from a training history (the training itself is a benchmark)."""
+from benchmarks.time_to_accuracy import curve_rows
+
+
+def history(top1s, seconds=60.0):
+    return [{"epoch": i + 1, "seconds": seconds, "test_top1": t} for i, t in enumerate(top1s)]
+
+
+def by_measure(rows, start):
+    return [r for r in rows if r["measure"].startswith(start)]
+
+
+def test_recipe_run_is_held_to_both_targets():
+    rows = curve_rows(history([0.5, 0.79, 0.81, 0.83]), epochs=4)
+    (to_80,) = by_measure(rows, "seconds to 80%")
+    assert to_80["value"] == 180 and to_80["met"] is True
+    (final,) = by_measure(rows, "final test top-1")
+    assert final["value"] == 0.83 and final["met"] is False
+    assert not by_measure(rows, "seconds to 85%")
+
+
+def test_longer_schedule_reports_85_and_is_not_held_to_the_10_minute_target():
+    rows = curve_rows(history([0.5] * 10 + [0.81, 0.86]), epochs=12, longer=True)
+    (to_80,) = by_measure(rows, "seconds to 80%")
+    assert to_80["value"] == 660 and to_80["met"] is None and to_80["target"] == ""
+    (to_85,) = by_measure(rows, "seconds to 85%")
+    assert to_85["value"] == 720
+    (final,) = by_measure(rows, "final test top-1")
+    assert final["met"] is True and "12 epochs" in final["measure"]
+
+
+def test_unfinished_run_has_no_final_row():
+    rows = curve_rows(history([0.5, 0.6]), epochs=12)
+    assert not by_measure(rows, "final test top-1")
+    (to_80,) = by_measure(rows, "seconds to 80%")
+    assert to_80["met"] is None  # 120 s so far: neither met nor missed yet
