@@ -338,27 +338,26 @@ def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int =
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...]):
-    """A table of every leaf layer: name, type, output shape and parameter count (pandas)."""
+    """A table of every leaf layer, one row per call in forward order: name, type, output shape
+    (without the batch) and parameter count (pandas). input_size: one input's shape, e.g. (3, 32, 32).
+    Runs one forward pass in eval mode (no batch-norm statistics updated); the model's training
+    mode is restored after."""
     import pandas as pd
     from . import hooks
-    rows, handles = [], []
+    aliases = {v: k for k, v in getattr(model, "aliases", {}).items()}
+    leaves = {module: aliases.get(name, name) for name, module in model.named_modules()
+              if name and not list(module.children())}
+    rows = []
 
-    def record(name):
-        def hook(module, inputs, output):
-            params = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append({"layer": name, "type": type(module).__name__,
-                         "output shape": tuple(output.shape[1:]), "parameters": params})
-        return hook
+    def record(module, inputs, output):
+        rows.append({"layer": leaves[module], "type": type(module).__name__,
+                     "output shape": tuple(output.shape[1:]),
+                     "parameters": sum(p.numel() for p in module.parameters(recurse=False))})
 
-    names = {v: k for k, v in getattr(model, "aliases", {}).items()}
+    was_training = model.training
     try:
-        for dotted, module in model.named_modules():
-            if dotted and not list(module.children()):
-                handles.append(module.register_forward_hook(record(names.get(dotted, dotted))))
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=device))
+        with hooks.hooked([(module, record) for module in leaves]), torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
     finally:
-        for handle in handles:
-            handle.remove()
+        model.train(was_training)
     return pd.DataFrame(rows)

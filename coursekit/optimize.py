@@ -71,34 +71,14 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 
 # ---------------------------------------------------------------- one forward pass
 
-class _Enough(Exception):
-    """Raised by a hook once every layer an objective needs has run: the rest is not computed."""
-
-
 def run_model(model: nn.Module, x: torch.Tensor, objective: Objective) -> dict:
     """The outputs an objective reads: the named layers' activations (with their graphs) and, when
     it needs them, the logits. Objectives on inner layers stop the forward pass early, so
     DeepDream on conv layers also works on images the fully connected layers could not take."""
-    layers = objective.layers
-    if not layers and not objective.needs_logits:
+    if not objective.layers and not objective.needs_logits:
         return {}
-    with hooks.capture(model, layers, detach=False) as acts:
-        stops = []
-        if not objective.needs_logits:
-            def stop(*_):
-                if all(name in acts for name in layers):
-                    raise _Enough
-            stops = [hooks.get_layer(model, name).register_forward_hook(stop) for name in layers]
-        outputs = {}
-        try:
-            outputs["logits"] = model(x)
-        except _Enough:
-            pass
-        finally:
-            for handle in stops:
-                handle.remove()
-        outputs.update(acts)
-    return outputs
+    logits, outputs = hooks.run(model, x, objective.layers, detach=False, stop_early=not objective.needs_logits)
+    return {"logits": logits, **outputs} if objective.needs_logits else outputs
 
 
 @contextlib.contextmanager

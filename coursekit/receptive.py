@@ -54,19 +54,13 @@ def _record_layers(model: nn.Module, input_size: int, device) -> list[tuple[str,
     """(name, module, input shape, output shape) of every leaf module, in the order they run."""
     names = {module: name for name, module in model.named_modules()}
     leaves = [m for m in model.modules() if not list(m.children())]
-    order, handles = [], []
+    order = []
 
     def hook(module, inputs, output):
         order.append((names[module], module, tuple(inputs[0].shape), tuple(output.shape)))
 
-    try:
-        for module in leaves:
-            handles.append(module.register_forward_hook(hook))
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks.hooked([(module, hook) for module in leaves]), torch.no_grad():
+        model(torch.zeros(1, 3, input_size, input_size, device=device))
     return order
 
 

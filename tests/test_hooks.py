@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -16,7 +19,7 @@ class Tiny(nn.Module):
 
 
 def _hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 def test_dotted_names_work_on_any_module():
@@ -73,3 +76,23 @@ def test_layer_not_on_the_path_is_reported():
     model.unused = nn.Linear(1, 1)
     with pytest.raises(RuntimeError, match="never ran"):
         hooks.activations(model, torch.ones(1, 3), ["unused"])
+
+
+def test_module_hooks_are_registered_in_one_place():
+    """Issue 22: one hook primitive (hooks.hooked); no other module registers hooks by hand."""
+    package = Path(hooks.__file__).parent
+    by_hand = re.compile(r"register_(forward_hook|forward_pre_hook|full_backward_hook|backward_hook|hook)\(")
+    offenders = [f"{path.name}:{n}" for path in sorted(package.glob("*.py")) if path.name != "hooks.py"
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if by_hand.search(line)]
+    assert not offenders, f"hooks registered outside coursekit/hooks.py: {offenders}"
+
+
+def test_hooked_removes_its_hooks_even_after_an_exception():
+    model = Tiny()
+    seen = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with hooks.hooked([(model.head, lambda m, i, o: seen.append(o.shape))]), \
+                hooks.hooked([(model, lambda m, i: seen.append("pass"))], before=True):
+            model(torch.ones(2, 3))
+            raise RuntimeError("boom")
+    assert seen == ["pass", (2, 2)] and _hook_count(model) == 0

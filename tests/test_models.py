@@ -145,3 +145,14 @@ def test_two_processes_ask_for_the_backbone_at_once(tiny_cifar):
     trained = [o[0] == "True" for o in outputs]
     assert sorted(trained) == [False, True], outputs  # exactly one trained, the other waited and loaded
     assert outputs[0][1] == outputs[1][1]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_summary_lists_layers_and_restores_the_training_mode(training):
+    model = models.mini_alexnet(width=0.25).train(training)
+    table = models.summary(model, (3, 32, 32))
+    conv1 = table.set_index("layer").loc["conv1"]
+    assert conv1["type"] == "Conv2d" and conv1["output shape"] == (16, 32, 32)
+    assert conv1["parameters"] == sum(p.numel() for p in hooks.get_layer(model, "conv1").parameters())
+    assert all(m.training == training for m in model.modules())
+    assert not any(m._forward_hooks for m in model.modules())
