@@ -17,8 +17,8 @@ def _add_student(commands) -> None:
 
 
 def _student(args) -> int:
-    from . import homework
-    paths = homework.make_release(args.notebooks, args.out)
+    from . import grading
+    paths = grading.make_release(args.notebooks, args.out)
     print(f"wrote {len(paths)} student notebooks to {args.out}/")
     return 0
 
@@ -39,10 +39,10 @@ def _add_grade(commands) -> None:
 
 
 def _grade(args) -> int:
-    from . import homework
-    grades = homework.grade(args.submissions, args.notebooks, args.out, mode="full" if args.full else "exercises",
-                            cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, only=args.only,
-                            parallel=args.jobs)
+    from . import grading
+    grades = grading.grade(args.submissions, args.notebooks, args.out, mode="full" if args.full else "exercises",
+                           cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, only=args.only,
+                           parallel=args.jobs)
     students = len({g.student for g in grades})
     print(f"graded {len(grades)} notebooks of {students} students -> {args.out}/grades.csv, {args.out}/feedback/")
     return 0
@@ -56,11 +56,11 @@ def _add_validate(commands) -> None:
 
 def _validate(args) -> int:
     from pathlib import Path
-    from . import homework
-    paths = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
+    from . import grading
+    paths = args.notebooks or grading.instructor_notebooks("notebooks")
     problems = 0
     for path in paths:
-        report = homework.validate(path)
+        report = grading.validate(path)
         problems += len(report.problems)
         print(f"{Path(path).name}: " + ("ok" if not report.problems else "; ".join(report.problems)))
     return 1 if problems else 0

@@ -1,4 +1,4 @@
-"""Student release and autograding (coursekit.homework, on nbgrader).
+"""Student release and autograding (coursekit.grading, on nbgrader).
 
 Part 1 grades REAL bad submissions of a tiny synthetic homework (2 exercises, built here), all in
 one batch through the command line, so a bad submission that hurt another one would show.
@@ -19,7 +19,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
-from coursekit import homework  # noqa: E402
+from coursekit import grading  # noqa: E402
+from coursekit.grading import notebooks, submissions  # noqa: E402
 from coursekit.__main__ import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def edited(nb, **sources):
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     cells = []
     for cell in nb.cells:
-        gid = homework.grade_id(cell)
+        gid = grading.grade_id(cell)
         key = gid.replace("-", "_") if gid else None
         if key in sources and sources[key] is None:
             continue
@@ -127,33 +128,34 @@ def test_release_removes_solutions_hidden_tests_and_outputs_only(course):
 
 def test_release_refuses_to_wipe_a_folder_it_did_not_make(course, tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
-    with pytest.raises(homework.HomeworkError, match="not made by"):
-        homework.make_release(course / "notebooks", tmp_path)
+    with pytest.raises(grading.HomeworkError, match="not made by"):
+        grading.make_release(course / "notebooks", tmp_path)
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
 def test_exercise_mode_keeps_first_code_cell_and_the_exercises_section():
-    part = homework.graded_part(instructor_notebook(), "exercises")
+    part = grading.graded_part(instructor_notebook(), "exercises")
     sources = [c.source for c in part.cells]
     assert sources[0].startswith("import math") and sources[1].startswith("## Exercises")
     assert not any("lecture_only" in s or "Takeaways" in s for s in sources)
-    assert len(homework.graded_part(instructor_notebook(), "full").cells) == 10
-    with pytest.raises(homework.HomeworkError, match="exercises"):
-        homework.graded_part(instructor_notebook(), "fast")
+    assert len(grading.graded_part(instructor_notebook(), "full").cells) == 10
+    with pytest.raises(grading.HomeworkError, match="exercises"):
+        grading.graded_part(instructor_notebook(), "fast")
 
 
 def test_hidden_lines_are_found_in_every_hidden_block():
     source = "a = 1\n### BEGIN HIDDEN TESTS\nassert secret_one\n### END HIDDEN TESTS\nb = 2\n" \
              "### BEGIN HIDDEN TESTS\nassert secret_two\n### END HIDDEN TESTS"
-    assert [n for n in range(1, 9) if homework._is_hidden(source, n)] == [3, 7]
+    assert [n for n in range(1, 9) if notebooks.is_hidden(source, n)] == [3, 7]
+    assert notebooks.hidden_lines(source) == {3: "assert secret_one", 7: "assert secret_two"}
 
 
 def test_student_names_from_lms_downloads():
-    assert homework.student_from_name("smithjane_12345_67890_01_tiny.ipynb") == "smithjane_12345"
-    assert homework.student_from_name("smithjane_LATE_12345_67890_hw.ipynb") == "smithjane_12345"
-    assert homework.student_from_name("Jane Smith_4242_assignsubmission_file_") == "Jane Smith_4242"
-    assert homework.student_from_name("alice") == "alice"
-    assert homework.student_from_name("01_tiny.ipynb") == "01_tiny"
+    assert grading.student_from_name("smithjane_12345_67890_01_tiny.ipynb") == "smithjane_12345"
+    assert grading.student_from_name("smithjane_LATE_12345_67890_hw.ipynb") == "smithjane_12345"
+    assert grading.student_from_name("Jane Smith_4242_assignsubmission_file_") == "Jane Smith_4242"
+    assert grading.student_from_name("alice") == "alice"
+    assert grading.student_from_name("01_tiny.ipynb") == "01_tiny"
 
 
 # ---------------------------------------------------------------- one batch of real submissions
@@ -318,7 +320,7 @@ def test_zip_members_never_land_outside_the_unpack_folder(tmp_path):
         zf.writestr("../escape.ipynb", "{}")
         zf.writestr("/abs.ipynb", "{}")
         zf.writestr("ok/inside.ipynb", "{}")
-    homework._safe_extract(tmp_path / "x.zip", tmp_path / "into")
+    submissions._safe_extract(tmp_path / "x.zip", tmp_path / "into")
     assert not (tmp_path / "escape.ipynb").exists() and not Path("/abs.ipynb").exists()
     assert (tmp_path / "into" / "ok" / "inside.ipynb").exists()
 
@@ -339,9 +341,9 @@ def test_notebook_timeout_kills_the_kernel(course, tmp_path):
     pid_file = tmp_path / "kernel.pid"
     body = f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n    pass"
     _write(tmp_path / "s.ipynb", edited(instructor_notebook(), tiny_square=body))
-    hw = homework.prepare(course / "notebooks" / f"{NAME}.ipynb")
+    hw = grading.prepare(course / "notebooks" / f"{NAME}.ipynb")
     started = time.monotonic()
-    result = homework.grade_submission(hw, "s", tmp_path / "s.ipynb", cell_timeout=600, notebook_timeout=12)
+    result = grading.grade_submission(hw, "s", tmp_path / "s.ipynb", cell_timeout=600, notebook_timeout=12)
     assert time.monotonic() - started < 60
     assert result.points == 0 and "time limit per notebook" in result.cells[0].message
     psutil = pytest.importorskip("psutil")
@@ -353,9 +355,9 @@ def test_exercise_mode_skips_the_lecture_and_full_mode_runs_it(course, tmp_path)
     needs_lecture = edited(instructor_notebook(), tiny_square="def square(x):\n    return x * x * lecture_only")
     _write(tmp_path / "s.ipynb", needs_lecture)
     source = course / "notebooks" / f"{NAME}.ipynb"
-    quick, full = homework.grade_submissions(
-        [(homework.prepare(source, "exercises"), "s", tmp_path / "s.ipynb")], "exercises", CELL_TIMEOUT) + \
-        homework.grade_submissions([(homework.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
+    quick, full = grading.grade_submissions(
+        [(grading.prepare(source, "exercises"), "s", tmp_path / "s.ipynb")], "exercises", CELL_TIMEOUT) + \
+        grading.grade_submissions([(grading.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
     assert (quick.points, full.points) == (3, 5)
     assert "NameError: name 'lecture_only' is not defined" in quick.cells[0].message
 
@@ -370,14 +372,14 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 def test_notebook_exercises_are_proved_both_ways(path, tmp_path):
     (tmp_path / "one").mkdir()
     shutil.copy(path, tmp_path / "one" / path.name)
-    homework.make_release(tmp_path / "one", tmp_path / "release")      # nbgrader accepts its markup
-    nb = homework.read_notebook(path)
-    graded = [c for c in homework.test_cells(nb) if float(c.metadata["nbgrader"].get("points", 0)) > 0]
+    grading.make_release(tmp_path / "one", tmp_path / "release")      # nbgrader accepts its markup
+    nb = grading.read_notebook(path)
+    graded = [c for c in grading.test_cells(nb) if float(c.metadata["nbgrader"].get("points", 0)) > 0]
     number = int(re.match(r"\d+", path.name).group())
     if number >= 1:
         assert len(graded) >= 2, (f"{path.name} has {len(graded)} graded exercise(s); every notebook from 01 on "
                                   "needs >= 2 (DESIGN.md 'Exercises': solution cell + locked test cell with points)")
     if not graded:
         return
-    report = homework.validate(path)
+    report = grading.validate(path)
     assert not report.problems, f"{path.name}: " + "; ".join(report.problems)

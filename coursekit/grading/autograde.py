@@ -1,0 +1,137 @@
+"""Autograding one submission inside its throw-away course, and the grades that come of it.
+
+grade_in_course() is what a grading process runs (isolation.py starts it): nbgrader's autograde of
+one submission, the test cells the student edited or deleted, and the error of each failed test
+cell. as_grade() turns its result into a NotebookGrade in the parent, clamping the scores and
+keeping the hidden tests out of the messages.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .course import STUDENT, Homework, cause, fresh_course, nbgrader_api, without_colours
+from .notebooks import exercise_section, grade_id, graded_part, is_hidden
+
+
+@dataclass
+class CellGrade:
+    exercise: str
+    points: float
+    max_points: float
+    message: str = ""           # empty when the test cell passed
+
+
+@dataclass
+class NotebookGrade:
+    student: str
+    notebook: str
+    file: str
+    cells: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.cells)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.cells)
+
+
+def zero(hw: Homework, why: str) -> list[CellGrade]:
+    """Zero points in every test cell of `hw`, each with the reason `why`."""
+    return [CellGrade(gid, 0.0, pts, why) for gid, pts in hw.max_points.items()]
+
+
+def grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cell_timeout: float) -> dict:
+    """Runs in the grading process: nbgrader autograde of one submission in `course`; returns
+    {scores: {grade_id: points}, errors: {grade_id: message}, notes} or {error, notes}.
+    The kernel's working directory is inside `course`."""
+    import nbformat
+    try:
+        nb = nbformat.read(str(submission), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:    # empty file, broken JSON, not a notebook
+        return {"error": f"not a valid notebook ({type(err).__name__}: {str(err)[:200]})"}
+    notes = _changed_test_cells(hw, nb)
+    if exercise_section(nb) is None and mode == "exercises":
+        notes.append("no '## Exercises' heading found: the whole notebook was run")
+    causes = []
+    for _ in range(2):           # a kernel can fail to start on a busy machine: one more try
+        fresh_course(hw, course, graded_part(nb, mode))
+        result = nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
+        if result["success"]:
+            notes += [f"graded on the second try (the first failed: {failure})" for failure in causes]
+            return {**_scores(hw, course), "notes": notes}
+        causes.append(cause(f"{result.get('log')}\n{result.get('error')}"))
+    return {"error": f"nbgrader could not grade it: {causes[-1]}", "notes": notes}
+
+
+def _changed_test_cells(hw: Homework, nb) -> list[str]:
+    """Locked cells the student deleted or edited (nbgrader restores both from the gradebook)."""
+    from nbgrader.utils import compute_checksum
+    seen = {grade_id(c): c for c in nb.cells if grade_id(c) in hw.locked}
+    notes = [f"test cell {gid} was deleted; the original was put back" for gid in hw.max_points if gid not in seen]
+    notes += [f"locked cell {gid} was edited; the original was put back"
+              for gid, cell in seen.items() if compute_checksum(cell) not in hw.locked[gid]]
+    return notes
+
+
+def _scores(hw: Homework, course: Path) -> dict:
+    import nbformat
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        graded = gb.find_submission_notebook(hw.name, hw.name, STUDENT)
+        scores = {g.name: float(g.score or 0) for g in graded.grades}
+    done = nbformat.read(str(course / "autograded" / STUDENT / hw.name / f"{hw.name}.ipynb"), as_version=4)
+    errors = {grade_id(c): _error_text(c) for c in done.cells if grade_id(c) and _errors(c)}
+    return {"scores": scores, "errors": errors}
+
+
+def _errors(cell) -> list:
+    return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _error_text(cell) -> str:
+    errors = _errors(cell)
+    if any(e.get("ename") == "CellTimeoutError" for e in errors):
+        return "CellTimeoutError: the cell ran past the time limit per cell (an endless loop?)"
+    error = errors[-1]
+    text = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
+    where = _failing_line(error)
+    if where is not None and is_hidden(cell.source, where):      # the restored cell, as it ran
+        text = "a hidden test failed: " + text
+    return text[:300]
+
+
+def _failing_line(error) -> int | None:
+    """The line of the cell where the error was raised, from IPython's 'Cell In[n], line k'."""
+    tb = without_colours("\n".join(error.get("traceback", [])))
+    hits = re.findall(r"Cell In\[\d*\], line (\d+)", tb)
+    return int(hits[0]) if hits else None
+
+
+def as_grade(hw: Homework, student: str, path, outcome: dict) -> NotebookGrade:
+    """The NotebookGrade of one grading outcome (from grade_in_course, or {error} if it never
+    finished): scores clamped to [0, points], hidden tests redacted from every message."""
+    grade = NotebookGrade(student, hw.name, Path(path).name, notes=list(outcome.get("notes", [])))
+    if "error" in outcome:
+        grade.cells = zero(hw, outcome["error"])
+        return grade
+    errors = outcome["errors"]
+    grade.notes += [f"your cell {gid} raised {_redact(hw, msg)}" for gid, msg in errors.items()
+                    if gid not in hw.max_points]
+    for gid, pts in hw.max_points.items():
+        score = min(max(float(outcome["scores"].get(gid, 0.0)), 0.0), pts)   # untrusted: clamp
+        message = (_redact(hw, errors.get(gid, "")) or "failed (no error message recorded)") if score < pts else ""
+        grade.cells.append(CellGrade(gid, score, pts, message))
+    return grade
+
+
+def _redact(hw: Homework, text: str) -> str:
+    """A submission could raise an error quoting the hidden tests: keep them out of feedback."""
+    for secret in hw.secrets:
+        text = text.replace(secret, "[hidden]")
+    return text
