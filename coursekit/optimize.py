@@ -185,8 +185,9 @@ def octave_sizes(size, octaves: int, scale: float) -> list[tuple[int, int]]:
 
 def smallest_input(model: nn.Module, objective: Objective, side: int, channels: int = 3) -> int | None:
     """The smallest square image side (at most `side`) the forward pass `objective` reads can take,
-    found by bisection with probe forwards of blank images (convolutions and pooling shrink every
-    feature map, so any side above one that works works too); None when even `side` fails."""
+    found with probe forwards of small blank images: doubling from 1 until one runs, then bisection
+    (convolutions and pooling shrink every feature map, so a side above one that runs runs too).
+    None when no side up to `side` runs."""
     device = next(model.parameters(), torch.zeros(0)).device
 
     def runs(s: int) -> bool:
@@ -196,9 +197,11 @@ def smallest_input(model: nn.Module, objective: Objective, side: int, channels: 
             return True
         except RuntimeError:  # "Output size is too small", "Kernel size can't be greater than actual input size"
             return False
-    if not runs(side):
-        return None
-    low, high = 0, side  # low fails (or is 0), high runs
+    low, high = 0, 1  # low fails (or is 0); small probes first, so a 224 px network costs milliseconds
+    while not runs(high):
+        if high >= side:
+            return None
+        low, high = high, min(2 * high, side)
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if runs(mid) else (mid, high)
