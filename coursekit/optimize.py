@@ -192,19 +192,20 @@ def smallest_input(model: nn.Module, objective: Objective, side: int, channels: 
 
     def runs(s: int) -> bool:
         try:
-            with evaluating(model):
-                run_model(model, torch.zeros(1, channels, s, s, device=device), objective)
+            run_model(model, torch.zeros(1, channels, s, s, device=device), objective)
             return True
         except RuntimeError:  # "Output size is too small", "Kernel size can't be greater than actual input size"
             return False
-    low, high = 0, 1  # low fails (or is 0); small probes first, so a 224 px network costs milliseconds
-    while not runs(high):
-        if high >= side:
-            return None
-        low, high = high, min(2 * high, side)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if runs(mid) else (mid, high)
+
+    with evaluating(model):
+        low, high = 0, 1  # low fails (or is 0); small probes first, so a 224 px network costs milliseconds
+        while not runs(high):
+            if high >= side:
+                return None
+            low, high = high, min(2 * high, side)
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (low, mid) if runs(mid) else (mid, high)
     return high
 
 

@@ -11,9 +11,9 @@ import torch
 
 from . import hooks, optimize
 from . import objectives as O
-from .models import reads_model
 from . import param as P
 from . import transforms as T
+from .models import reads_model
 
 # ---------------------------------------------------------------- Simonyan et al. 2014
 
@@ -83,6 +83,7 @@ def high_frequency_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor
 # ---------------------------------------------------------------- DeepDream
 
 OCTAVE_SCALE = 1.4  # the original's ratio between octaves
+
 
 @reads_model(grad=True)
 def deepdream(model, image: torch.Tensor, layer: str, octaves: int = 4, octave_scale: float = OCTAVE_SCALE,
