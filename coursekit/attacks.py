@@ -5,9 +5,9 @@ and a short adversarial-training loop.
 Every attack takes a model that maps pixels in [0, 1] to logits (coursekit's PixelModels
 normalize inside; wrap any other network so it does), a float batch (N, C, H, W) in [0, 1] on the
 model's device, and eps in pixel units: 8/255 means eight grey levels. Results stay inside [0, 1]
-and inside the L-infinity eps-ball around the input, on the input's device. The model is used as
-given: put it in eval mode first, or dropout makes every gradient noisy. Attacks never touch the
-model's parameter gradients.
+and inside the L-infinity eps-ball around the input, on the input's device. Each attack reads the
+model in eval mode with gradients on (models.reads_model), whatever mode the model or the caller
+is in, and restores the model's mode after; it never touches the model's parameter gradients.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import data as _data
 from . import plot as _plot
+from .models import reads_model
 from .widgets import Choice, Slider, validate
 
 # ---------------------------------------------------------------- argument checks
@@ -117,6 +118,7 @@ def project(adversarial: torch.Tensor, images: torch.Tensor, eps) -> torch.Tenso
     return torch.minimum(torch.maximum(adversarial, images - eps), images + eps).clamp(0, 1)
 
 
+@reads_model(grad=True)
 def fgsm(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015): x + eps * sign(grad of the loss).
 
@@ -127,6 +129,7 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 2
     return (images + eps * grad.sign()).clamp(0, 1)
 
 
+@reads_model(grad=True)
 def bim(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None,
         steps: int = 10, step_size: float | None = None) -> torch.Tensor:
     """Basic iterative method (Kurakin et al. 2017): FGSM steps of `step_size` (default eps/4),
@@ -134,6 +137,7 @@ def bim(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 25
     return _iterate(model, images, labels, eps, target, steps, step_size, start=None)
 
 
+@reads_model(grad=True)
 def pgd(model: nn.Module, images: torch.Tensor, labels=None, eps: float = 8 / 255, target=None,
         steps: int = 10, step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018): BIM from a uniformly random point of the eps-ball,
@@ -178,6 +182,7 @@ def attack(method: str, model, images, labels=None, eps: float = 8 / 255, target
 # ---------------------------------------------------------------- Szegedy: the smallest targeted perturbation
 
 
+@reads_model(grad=True)
 def minimal_targeted(model: nn.Module, images: torch.Tensor, target, max_eps: float = 32 / 255,
                      search_steps: int = 7, steps: int = 10) -> torch.Tensor:
     """Szegedy et al. 2014: the smallest perturbation r with f(x + r) = target and x + r in [0, 1].
@@ -204,6 +209,7 @@ def minimal_targeted(model: nn.Module, images: torch.Tensor, target, max_eps: fl
 # ---------------------------------------------------------------- Nguyen: fooling images from noise
 
 
+@reads_model(grad=True)
 def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99, max_steps: int = 300,
                    step_size: float = 2 / 255, channels: int = 3, generator: torch.Generator | None = None,
                    device=None) -> torch.Tensor:
@@ -247,12 +253,13 @@ def held_out_images(backbone, n: int, seed: int = 0) -> _data.ImageSet:
     return _data.ImageSet(photos.mul(255).round().to(torch.uint8), labels, list(backbone.classes))
 
 
-@torch.no_grad()
+@reads_model()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of images the model classifies as their label."""
     return (model(images).argmax(1) == labels.to(images.device)).float().mean().item()
 
 
+@reads_model(grad=True)
 def accuracy_under_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
                           method: str = "pgd", batch_size: int = 250, **options) -> float:
     """Accuracy on adversarial versions of `images` (uint8 or float), attacked in batches."""

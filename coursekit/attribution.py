@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from . import hooks
+from .models import reads_model
 from .plot import to_image
 from .widgets import Choice, Slider, validate
 
@@ -71,21 +72,25 @@ def _backprop(model, x, rule, target, layer, unit, position) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the methods
 
+@reads_model(grad=True)
 def gradient(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
     """dS/dI, same shape as x."""
     return _backprop(model, x, "gradient", target, layer, unit, position)
 
 
+@reads_model(grad=True)
 def saliency(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
     """max over channels of |dS/dI|: one (N, H, W) map per image."""
     return gradient(model, x, target, layer, unit, position).abs().amax(1)
 
 
+@reads_model(grad=True)
 def guided_backprop(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
     """Backprop where every ReLU passes only positive signal through units that were on."""
     return _backprop(model, x, "guided", target, layer, unit, position)
 
 
+@reads_model(grad=True)
 def deconvnet(model, x, target=None, layer=None, unit=None, position="max") -> torch.Tensor:
     """Zeiler & Fergus: unpool with switches, rectify the signal, apply transposed filters."""
     return _backprop(model, x, "deconvnet", target, layer, unit, position)
@@ -117,16 +122,33 @@ class Occlusion:
     stride: int
 
     def pixel_map(self, height: int, width: int, values: torch.Tensor | None = None) -> torch.Tensor:
-        """Per pixel: the mean of `values` (default prob) over the occluder positions covering it."""
+        """(height, width): per pixel, the mean of `values` (default prob) over the occluder positions
+        covering it. ValueError when stride > size (windows with gaps leave pixels no window covers)
+        or when height x width is not the occluded image's size."""
         values = self.prob if values is None else values
+        if self.stride > self.size:
+            raise ValueError(f"stride {self.stride} > occluder size {self.size} leaves gaps no square covered, "
+                             f"so those pixels have no value: use stride <= size for a pixel map")
+        tops, lefts = window_starts(height, self.size, self.stride), window_starts(width, self.size, self.stride)
+        if (len(tops), len(lefts)) != tuple(values.shape[:2]):
+            raise ValueError(f"{tuple(values.shape[:2])} occluder positions do not fit a {height}x{width} image: "
+                             f"give pixel_map the size of the occluded image")
         total = torch.zeros(height, width)
         count = torch.zeros(height, width)
-        for r in range(values.shape[0]):
-            for c in range(values.shape[1]):
-                top, left = r * self.stride, c * self.stride
+        for r, top in enumerate(tops):
+            for c, left in enumerate(lefts):
                 total[top:top + self.size, left:left + self.size] += float(values[r, c])
                 count[top:top + self.size, left:left + self.size] += 1
-        return total / count.clamp_min(1)
+        return total / count
+
+
+def window_starts(side: int, size: int, stride: int) -> list[int]:
+    """Where windows of `size` start along a side, `stride` apart, the last one aligned to the edge
+    when the windows do not tile the side (so every pixel is covered whenever stride <= size)."""
+    starts = list(range(0, side - size + 1, stride))
+    if starts[-1] != side - size:
+        starts.append(side - size)
+    return starts
 
 
 def occluded_batch(x: torch.Tensor, corners: list[tuple[int, int]], size: int, fill: float) -> torch.Tensor:
@@ -140,11 +162,12 @@ def occluded_batch(x: torch.Tensor, corners: list[tuple[int, int]], size: int, f
     return torch.where(mask, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 
-@torch.no_grad()
+@reads_model()
 def occlusion(model: nn.Module, x: torch.Tensor, label: int, size: int, stride: int,
               fill: float = 0.5, batch_size: int = 64) -> Occlusion:
     """Slide a size x size square of grey (fill, in [0, 1] pixels) over the image x (1, 3, H, W) with
-    the given stride; record p(label) and the most probable class at every position, in batches."""
+    the given stride, the last row and column of positions aligned to the image's edge (window_starts);
+    record p(label) and the most probable class at every position, in batches."""
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"occlusion takes one image (1, 3, H, W), got {tuple(x.shape)}")
     height, width = x.shape[-2:]
@@ -152,7 +175,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, label: int, size: int, stride: 
         raise ValueError(f"occluder size {size} must be between 1 and the image side {min(height, width)}")
     if not 1 <= stride <= min(height, width):
         raise ValueError(f"stride {stride} must be between 1 and the image side {min(height, width)}")
-    tops, lefts = range(0, height - size + 1, stride), range(0, width - size + 1, stride)
+    tops, lefts = window_starts(height, size, stride), window_starts(width, size, stride)
     corners = [(t, l) for t in tops for l in lefts]
     probs = torch.cat([model(occluded_batch(x, corners[i:i + batch_size], size, fill)).softmax(1).cpu()
                        for i in range(0, len(corners), batch_size)]).view(len(tops), len(lefts), -1)

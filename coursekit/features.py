@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import data as _data
 from . import hooks as _hooks
 from . import settings as _settings
+from .models import reads_model
 from .widgets import Choice, Slider, validate
 
 POOLS = ("avg", "max", "flatten")
@@ -59,26 +60,21 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-@torch.no_grad()
+@reads_model()
 def extract_layers(model: nn.Module, source, layers, pool="avg", batch_size: int = 256) -> dict:
     """{layer: (N, D) float CPU features} for an ImageSet or an image batch (uint8 or [0, 1] floats),
-    one batched forward pass per batch capturing every layer at once."""
+    one batched forward pass per batch capturing every layer at once (the model read in eval mode)."""
     layers = [layers] if isinstance(layers, str) else list(layers)
     check_pool(pool)
     for name in layers:
         _hooks.get_layer(model, name)  # an unknown name fails here, listing the valid ones
     images, device = _images_of(source), _model_device(model)
-    was_training = model.training
-    model.eval()
     parts = {name: [] for name in layers}
-    try:
-        for i in range(0, len(images), batch_size):
-            x = _data.to_float(images[i:i + batch_size].to(device))
-            acts = _hooks.activations(model, x, layers)
-            for name in layers:
-                parts[name].append(pool_features(acts[name].float(), pool).cpu())
-    finally:
-        model.train(was_training)
+    for i in range(0, len(images), batch_size):
+        x = _data.to_float(images[i:i + batch_size].to(device))
+        acts = _hooks.activations(model, x, layers)
+        for name in layers:
+            parts[name].append(pool_features(acts[name].float(), pool).cpu())
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 

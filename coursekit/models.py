@@ -5,6 +5,8 @@ names beside them) and to torch's own dotted names.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 from collections import OrderedDict
@@ -150,6 +152,56 @@ def no_inplace(model: nn.Module) -> nn.Module:
         if hasattr(module, "inplace"):
             module.inplace = False
     return model
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module, grad: bool = False, caller: str = "this function"):
+    """Eval mode, and gradients on (grad=True) or off, while code reads `model`; every layer's mode
+    is restored after (a fine-tuned model may keep some layers in eval mode while it trains). In
+    train mode dropout would make every answer random, and batch norm would normalize by the batch
+    and overwrite its running statistics.
+
+    grad=True works under torch.no_grad(), but not under torch.inference_mode(): tensors made there
+    can never get gradients, so that raises RuntimeError naming the fix. TypeError if `model` is not
+    an nn.Module."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (e.g. models.mini_alexnet() or models.backbone().model), "
+                        f"not {type(model).__name__}")
+    if grad and torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{caller} needs gradients, but it was called inside torch.inference_mode(), where "
+                           f"tensors can never get gradients. Call it outside the inference_mode block "
+                           f"(torch.no_grad() is fine: {caller} turns gradients on itself)")
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad() if grad else torch.no_grad():
+            yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def reads_model(grad: bool = False):
+    """Decorator: run a function whose first argument is the model inside `evaluating(model, grad)`.
+    With grad=True, tensor arguments made in inference mode are copied first (a copy made outside
+    inference mode is an ordinary tensor that can get gradients)."""
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            if grad:
+                args = tuple(_outside_inference(a) for a in args)
+                kwargs = {k: _outside_inference(v) for k, v in kwargs.items()}
+            model = kwargs["model"] if "model" in kwargs else (args[0] if args else None)
+            with evaluating(model, grad, function.__name__):
+                return function(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def _outside_inference(value):
+    if isinstance(value, torch.Tensor) and value.is_inference() and not torch.is_inference_mode_enabled():
+        return value.clone()
+    return value
 
 
 def alexnet(pretrained: bool = True) -> PixelModel:

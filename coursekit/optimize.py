@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import hooks
+from .models import evaluating
 from .objectives import Objective
 from .param import PixelImage
 
@@ -82,19 +83,18 @@ def run_model(model: nn.Module, x: torch.Tensor, objective: Objective) -> dict:
 
 
 @contextlib.contextmanager
-def frozen(model: nn.Module):
-    """Eval mode and no weight gradients while optimizing an image; the model is restored after."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-        for p, flag in flags:
-            p.requires_grad_(flag)
+def frozen(model: nn.Module, caller: str = "render"):
+    """Eval mode, gradients on (even under torch.no_grad()) but not for the weights, while optimizing
+    an image; the model is restored after. RuntimeError under torch.inference_mode()."""
+    with evaluating(model, grad=True, caller=caller):
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield model
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 # ---------------------------------------------------------------- the loop
@@ -112,6 +112,8 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *, steps: i
     stop_at: stop as soon as the objective reaches this value (to compare images at equal objective).
     """
     _check_render_args(objective, param, steps, octaves, octave_scale, regularizers)
+    if octaves > 1:
+        check_octaves(model, objective, param().shape, octaves, octave_scale)
     from tqdm.auto import tqdm
     bar = tqdm(total=steps * octaves, desc=objective.name, disable=not progress, leave=False)
     try:
@@ -159,6 +161,58 @@ def octave_sizes(size, octaves: int, scale: float) -> list[tuple[int, int]]:
     """(H, W) of each octave, smallest first, the last one `size` itself."""
     h, w = size
     return [(max(1, round(h / scale ** k)), max(1, round(w / scale ** k))) for k in reversed(range(octaves))]
+
+
+def smallest_input(model: nn.Module, objective: Objective, side: int, channels: int = 3) -> int | None:
+    """The smallest square image side (at most `side`) the forward pass `objective` reads can take,
+    found with probe forwards of small blank images: doubling from 1 until one runs, then bisection
+    (convolutions and pooling shrink every feature map, so a side above one that runs runs too).
+    None when no side up to `side` runs."""
+    device = next(model.parameters(), torch.zeros(0)).device
+
+    def runs(s: int) -> bool:
+        try:
+            run_model(model, torch.zeros(1, channels, s, s, device=device), objective)
+            return True
+        except RuntimeError:  # "Output size is too small", "Kernel size can't be greater than actual input size"
+            return False
+
+    with evaluating(model):
+        low, high = 0, 1  # low fails (or is 0); small probes first, so a 224 px network costs milliseconds
+        while not runs(high):
+            if high >= side:
+                return None
+            low, high = high, min(2 * high, side)
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (low, mid) if runs(mid) else (mid, high)
+    return high
+
+
+def octaves_above(size, scale: float, need: int) -> int:
+    """The most octaves whose smallest image (size / scale^(octaves-1)) is at least need x need."""
+    octaves = 1
+    while octaves < 100 and min(octave_sizes(size, octaves + 1, scale)[0]) >= need:
+        octaves += 1
+    return octaves
+
+
+def max_octaves(model: nn.Module, objective: Objective, size, scale: float, channels: int = 3) -> int:
+    """The most DeepDream octaves on an image of `size` (H, W) whose smallest image the model takes."""
+    return octaves_above(size, scale, smallest_input(model, objective, min(size), channels) or 1)
+
+
+def check_octaves(model: nn.Module, objective: Objective, shape, octaves: int, scale: float) -> None:
+    """ValueError, before anything runs, when the pyramid's smallest image for an (N, C, H, W) `shape`
+    is below what the layers the objective reads can take, naming the most octaves that fit."""
+    size = tuple(shape[2:])
+    need = smallest_input(model, objective, min(size), shape[1])
+    h, w = octave_sizes(size, octaves, scale)[0]
+    if need is not None and min(h, w) < need:
+        reads = ", ".join(objective.layers) or "the logits"
+        raise ValueError(f"octaves={octaves} at octave_scale={scale:g} shrink the {size[0]}x{size[1]} image to "
+                         f"{h}x{w}, but {reads} needs at least {need}x{need} input pixels: use octaves <= "
+                         f"{octaves_above(size, scale, need)} (or a smaller octave_scale, or a larger image)")
 
 
 def _octaves(model, objective, param, steps, lr, optimizer, transforms, regularizers, octaves, scale, bar):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import data as _data
 from . import settings as _settings
+from .models import reads_model
 
 
 @dataclass
@@ -56,18 +57,12 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
     return [int(hits[:, :k].any(1).sum()) for k in ks]
 
 
-@torch.no_grad()
+@reads_model()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, device=None) -> torch.Tensor:
-    """Logits for uint8 or float images, in batches, on the CPU."""
-    _check_model(model, None)
+    """Logits for uint8 or float images, in batches, on the CPU (the model read in eval mode)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(_data.to_float(images[i:i + batch_size].to(device))).float().cpu()
-               for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
+    out = [model(_data.to_float(images[i:i + batch_size].to(device))).float().cpu()
+           for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
 

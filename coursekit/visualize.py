@@ -13,6 +13,7 @@ from . import hooks, optimize
 from . import objectives as O
 from . import param as P
 from . import transforms as T
+from .models import reads_model
 
 # ---------------------------------------------------------------- Simonyan et al. 2014
 
@@ -22,6 +23,7 @@ def mean_image(mean, size: int, device=None) -> torch.Tensor:
     return torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1).expand(1, 3, size, size).clone()
 
 
+@reads_model(grad=True)
 def class_model(model, c: int, mean, size: int, lam: float = 0.1, steps: int = 100, lr: float = 1.0,
                 objective: str = "score", noise: float = 0.01, seed: int = 0, progress: bool = False) -> optimize.Result:
     """Gradient ascent on the class score ('score', the logit) or 'probability' (softmax), minus
@@ -80,8 +82,11 @@ def high_frequency_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor
 
 # ---------------------------------------------------------------- DeepDream
 
+OCTAVE_SCALE = 1.4  # the original's ratio between octaves
 
-def deepdream(model, image: torch.Tensor, layer: str, octaves: int = 4, octave_scale: float = 1.4,
+
+@reads_model(grad=True)
+def deepdream(model, image: torch.Tensor, layer: str, octaves: int = 4, octave_scale: float = OCTAVE_SCALE,
               steps: int = 10, step_size: float = 1.5, jitter: int | None = None,
               progress: bool = False) -> optimize.Result:
     """Grow mean(layer^2) on `image` with steps of step_size/255 * g / mean|g| (step_size in the
@@ -93,6 +98,7 @@ def deepdream(model, image: torch.Tensor, layer: str, octaves: int = 4, octave_s
                            progress=progress)
 
 
+@reads_model()
 def layer_energy(model, image: torch.Tensor, layer: str) -> float:
     """mean(layer^2) for an image: DeepDream's objective, measured without gradients."""
     with torch.no_grad():
@@ -110,6 +116,7 @@ def tv_weight_for(layer: str, base: float = 1.0) -> float:
     return 100 * base
 
 
+@reads_model(grad=True)
 def invert(model, target: torch.Tensor, layer: str, steps: int = 200, tv_weight: float = 1.0, beta: float = 2.0,
            alpha_weight: float = 1.0, alpha: float = 6.0, starts: int = 1, lr: float = 0.05, seed: int = 0,
            center=0.5, progress: bool = False) -> optimize.Result:
@@ -124,6 +131,7 @@ def invert(model, target: torch.Tensor, layer: str, steps: int = 200, tv_weight:
                            regularizers=[T.clamp()], progress=progress)
 
 
+@reads_model()
 def feature_and_pixel_error(model, target: torch.Tensor, layer: str, images: torch.Tensor) -> tuple:
     """(feature error ||phi(x)-phi_0||^2/||phi_0||^2, pixel error ||x-x_0||/||x_0-mean(x_0)||), one per image."""
     with torch.no_grad():
@@ -186,6 +194,7 @@ def _regularization_controls():
 REGULARIZATION_PANEL = _regularization_controls()
 
 
+@reads_model(grad=True)
 def regularized_class_model(model, c: int, size: int, steps: int, lr: float | None = None, parameterization="pixels",
                             center=0.5, noise: float = 0.0, seed: int = 0, stop_at: float | None = None,
                             **setting) -> optimize.Result:
@@ -223,19 +232,29 @@ def regularization_panel(backbone, class_index: int, decay: float, blur_sigma: f
     return _figure(images, titles)
 
 
-def _deepdream_controls():
+DREAM_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+def deepdream_controls(model=None, size: int = 32, octaves: int = 6):
+    """Layer, octaves and steps. Given the model, the octave slider stops at the most octaves every
+    layer can take on a size x size image (each octave shrinks it by 1.4); without one, at `octaves`."""
     from .widgets import Choice, Slider
-    return [Choice("layer", ["conv1", "conv2", "conv3", "conv4", "conv5"], "conv3"),
-            Slider("octaves", 1, 6, 1, 4), Slider("steps", 1, 30, 1, 5)]
+    if model is not None:
+        octaves = min(octaves, *(optimize.max_octaves(model, O.layer_norm(layer), (size, size), OCTAVE_SCALE)
+                                 for layer in DREAM_LAYERS))
+    return [Choice("layer", DREAM_LAYERS, "conv3"), Slider("octaves", 1, octaves, 1, min(4, octaves)),
+            Slider("steps", 1, 30, 1, 5)]
 
 
-DEEPDREAM_PANEL = _deepdream_controls()
+# the cifar10 backbone's panel at 32 px: conv3-conv5 need 7 px, and 32 / 1.4^4 = 8 px is the
+# smallest pyramid that fits (tests check this against the network)
+DEEPDREAM_PANEL = deepdream_controls(octaves=5)
 
 
 def deepdream_panel(model, image: torch.Tensor, layer: str, octaves: int, steps: int):
     """The photo before and after dreaming at one layer, with the layer's norm."""
     from .widgets import validate
-    validate(DEEPDREAM_PANEL, layer=layer, octaves=octaves, steps=steps)
+    validate(deepdream_controls(model, min(image.shape[-2:])), layer=layer, octaves=octaves, steps=steps)
     result = deepdream(model, image, layer, octaves=int(octaves), steps=int(steps))
     before, after = layer_energy(model, image, layer), layer_energy(model, result.image, layer)
     return _figure([image[0], result.image[0]], ["photo", f"dreamed at {layer}\nnorm {before:.3g} -> {after:.3g}"])

@@ -29,10 +29,7 @@ from .tiny import image, tiny_backbone, tiny_model, toy_set
 
 SKIP_MODULES = {"__main__"}  # runs the command line when imported
 UNIT_SLIDERS = {"unit", "channel"}  # these index a layer's channels: they need the backbone's width
-KNOWN_BUGS = {  # panel -> (exception, reason): xfail until its owner fixes it
-    "visualize.DEEPDREAM_PANEL": (RuntimeError, "octaves 5-6 shrink a 32px image below the pooling "
-                                                "layers' minimum size (cifar10 backbone); reported"),
-}
+KNOWN_BUGS: dict = {}  # panel -> (exception, reason): xfail until its owner fixes it
 
 
 def discover_panels():
