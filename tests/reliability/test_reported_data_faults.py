@@ -2,7 +2,7 @@
 value for the reported instance and for at least one more instance of the same kind built here.
 
 Kinds: 1 resuming another run's checkpoints, 5 train and test sets with different classes,
-10 EXIF orientation, 11 OS clutter in image folders.
+10 EXIF orientation, 11 OS clutter in image folders, 12 headless notebook execution that hangs.
 """
 from __future__ import annotations
 
@@ -265,3 +265,56 @@ def test_an_empty_class_folder_is_an_error_naming_it(tmp_path, faults):
         data.image_folder(root)
     assert str(root / "bee") in str(err.value) and "remove" in str(err.value).lower()
     faults.add("reported faults held", 2)
+
+
+# ---------------------------------------------------------------- 12. headless execution
+
+def make_course(tmp_path, cells, *overrides, limit=180):
+    """`make course` on a one-notebook course in tmp_path: (return code, output, seconds)."""
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "00_tiny.ipynb")
+    venv = Path(sys.executable).parent.parent
+    command = ["make", "-f", str(ROOT / "Makefile"), "-C", str(tmp_path), "-o", f"{venv}/.installed",
+               f"VENV={venv}", "course", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    tic = time.monotonic()
+    # a session of its own, so a hang can be ended with make, nbconvert and the kernel together
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"make course still running after {limit} s: it hangs instead of failing")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a kernel left behind by a failed run
+    return proc.returncode, output, time.monotonic() - tic
+
+
+def test_make_course_fails_a_stuck_cell_instead_of_waiting_forever(tmp_path, faults):
+    code, output, seconds = make_course(tmp_path, ["import time\ntime.sleep(3600)"], "CELL_TIMEOUT=10", limit=120)
+    assert seconds < 120 and code != 0 and "timed out" in output.lower() and "time.sleep(3600)" in output, output[-3000:]
+    faults.add("reported faults held")
+
+
+def test_make_course_runs_widget_panels_headless(tmp_path):
+    panel = ("from coursekit import widgets, plot\n"
+             "widgets.panel(lambda eps: plot.topk_bars([('x', eps / 16)]), [widgets.Slider('eps', 0, 16, 1, 4)])")
+    code, output, _ = make_course(tmp_path, [panel, panel, "print('after the panels')"])
+    assert code == 0, output[-3000:]
+    executed = nbformat.read(tmp_path / "build" / "00_tiny.ipynb", as_version=4)
+    assert "after the panels" in executed.cells[-1].outputs[0]["text"]
+    assert (tmp_path / "build" / "00_tiny.html").exists()
+    # not counted as held: the reported hang struck 3 times in 30 runs, so one run proves no fix; this
+    # holds that panels (now setting their Output widget's outputs directly) execute headless at all
+
+
+def test_the_course_cell_timeout_is_finite_and_above_the_slowest_cell():
+    recipe = subprocess.run(["make", "-n", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "course"],
+                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    timeout = int(recipe.split("--ExecutePreprocessor.timeout=")[1].split()[0])
+    assert timeout >= 1200  # full-mode training cells take several minutes (BENCHMARKS.md)
