@@ -71,7 +71,7 @@ class ImageSet:
 
 def dataset_hash(dataset: ImageSet) -> str:
     """A short hash of an ImageSet's images, labels and class names: equal only for the same data
-    (about 0.2 s for CIFAR-10's 50,000 training images)."""
+    (0.4 s for 50,000 CIFAR-sized images on a busy 2-core machine)."""
     digest = hashlib.sha1(repr((tuple(dataset.images.shape), str(dataset.images.dtype), list(dataset.classes))).encode())
     for tensor in (dataset.images, dataset.labels):
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
