@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import settings as _settings
 
@@ -25,6 +25,9 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# what operating systems and tools leave in folders: never a class, never an image. Dot-files cover
+# macOS's .DS_Store and ._* (AppleDouble) files, .ipynb_checkpoints and Linux's .Trash-*
+OS_CLUTTER = {"__MACOSX", "Thumbs.db", "desktop.ini", "$RECYCLE.BIN", "System Volume Information"}
 CACHE_FORMAT = 1  # bump when the cached layout changes; older files are rebuilt
 
 
@@ -66,6 +69,15 @@ class ImageSet:
         return to_float(self.images.to(device) if device is not None else self.images)
 
 
+def dataset_hash(dataset: ImageSet) -> str:
+    """A short hash of an ImageSet's images, labels and class names: equal only for the same data
+    (0.4 s for 50,000 CIFAR-sized images on a busy 2-core machine)."""
+    digest = hashlib.sha1(repr((tuple(dataset.images.shape), str(dataset.images.dtype), list(dataset.classes))).encode())
+    for tensor in (dataset.images, dataset.labels):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; floats pass through."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images
@@ -83,6 +95,25 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return x * std + mean
 
 
+def check_same_classes(expected: list[str], found: list[str], where: str = "test_set") -> None:
+    """Raise a ValueError unless `found` lists the same classes as `expected` in the same order:
+    label i must mean the same class in two sets that meet (training and test, probe train and test).
+    """
+    expected, found = list(expected), list(found)
+    if expected == found:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if missing or extra:
+        what = "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                            f"not in training {extra}" if extra else "") if part)
+    else:
+        what = "the same classes in another order"
+    raise ValueError(f"{where} has classes {found} but the model was trained on {expected} ({what}): "
+                     f"label i would mean a different class in each. Load it with "
+                     f"data.image_folder(root, classes=train_set.classes) so labels follow the names")
+
+
 # ---------------------------------------------------------------- reading images
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
@@ -94,13 +125,19 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            rgb = _to_rgb(img)
+            rgb = _to_rgb(_upright(img))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}. Remove the file or replace it "
                          f"with a JPEG or PNG.") from err
     if size is not None:
         rgb = resize_short_side(rgb, size)
     return np.asarray(rgb)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: phones store pixels as the sensor saw them and record the
+    turn (or mirror) in the EXIF Orientation tag; without this a portrait photo arrives sideways."""
+    return ImageOps.exif_transpose(img)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -134,7 +171,7 @@ def load_photo(source, size: int = 224) -> torch.Tensor:
     if isinstance(source, (str, Path)):
         array = read_image(source)
     else:
-        array = np.asarray(_to_rgb(source) if isinstance(source, Image.Image) else source)
+        array = np.asarray(_to_rgb(_upright(source)) if isinstance(source, Image.Image) else source)
         if array.ndim == 2:
             array = np.stack([array] * 3, axis=-1)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
@@ -158,33 +195,53 @@ def photo(name: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- folders
 
-def scan_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(path, class index) for every image in root/<class>/*, classes in sorted order."""
+def is_clutter(name: str) -> bool:
+    """Whether a folder entry is left by an OS or a tool (a dot-file, __MACOSX, Thumbs.db, ...)."""
+    return name.startswith(".") or name in OS_CLUTTER
+
+
+def scan_folder(root: str | Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, class index) for every image in root/<class>/*, classes in sorted order, or in the
+    order of `classes` (e.g. a training set's) matched by name.
+
+    OS and tool clutter (`is_clutter`) is skipped. An empty class folder is an error rather than a
+    class without images: no model can learn or be tested on it, and counts derived from the class
+    list (k of a k-NN, chance level) would silently be wrong.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataNotFoundError(f"no folder {root}: make one with a sub-folder per class, "
                                 f"e.g. {root}/cats/1.jpg and {root}/dogs/1.jpg")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_clutter(d.name))
+    if not found:
         raise DataNotFoundError(f"{root} has no class folders: put images in {root}/<class>/<image>.jpg")
+    classes = found if classes is None else list(classes)
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise ValueError(f"{root / unknown[0]} is a class folder, but the classes given are {classes}: "
+                         f"remove it, or train on a set that has the class {unknown[0]!r}")
     items = []
-    for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for name in found:
+        files = sorted(p for p in (root / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not is_clutter(p.name))
         if not files:
-            warnings.warn(f"class folder {root / name} has no images; it keeps its index {index}")
-        items.extend((p, index) for p in files)
-    if not items:
-        raise DataNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+            raise DataNotFoundError(f"class folder {root / name} has no images "
+                                    f"({', '.join(sorted(IMAGE_SUFFIXES))}): put images in it or remove it")
+        items.extend((p, classes.index(name)) for p in files)
     return items, classes
 
 
-def image_folder(root: str | Path, size: int = 32, skip_bad: bool = False) -> ImageSet:
+def image_folder(root: str | Path, size: int = 32, skip_bad: bool = False,
+                 classes: list[str] | None = None) -> ImageSet:
     """Any folder of root/<class>/<image> as an ImageSet of size x size images
-    (short side resized, centre-cropped; any mode converted to RGB).
+    (short side resized, centre-cropped; any mode converted to RGB, turned upright by its EXIF tag).
 
+    classes: label images by these names (e.g. `classes=train.classes` for a validation folder, so
+        label i means the same class in both even if a class is missing here); a class folder not
+        in the list is a ValueError. Default: the class folders in sorted order.
     An unreadable file raises an error naming it, or with skip_bad=True is skipped with a warning.
     """
-    items, classes = scan_folder(root)
+    items, classes = scan_folder(root, classes)
     images, labels = [], []
     for path, label in items:
         try:

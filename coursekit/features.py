@@ -196,8 +196,10 @@ def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int
 
 def probe_layers(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet, layers,
                  pool=2, C: float = 1.0, name: str | None = None):
-    """A linear probe per layer (plus raw pixels): a pandas table of layer, dims, top1."""
+    """A linear probe per layer (plus raw pixels): a pandas table of layer, dims, top1.
+    The two sets must list the same classes in the same order (ValueError otherwise)."""
     import pandas as pd
+    _data.check_same_classes(train_set.classes, test_set.classes, "test_set")
     train = cached_features(model, train_set, layers, pool, name)
     test = cached_features(model, test_set, layers, pool, name)
     train["pixels"], test["pixels"] = pixels(train_set), pixels(test_set)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import time
 import warnings
@@ -66,8 +67,15 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, devic
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500) -> dict:
-    """Top-1 and top-5 accuracy (fractions) and mean loss of `model` on `dataset`."""
+def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500,
+             classes: list[str] | None = None) -> dict:
+    """Top-1 and top-5 accuracy (fractions) and mean loss of `model` on `dataset`.
+
+    classes: the class names of the model's outputs, in order (e.g. `train_set.classes`); when given,
+        `dataset.classes` must be the same list (ValueError otherwise), so label i means the same class.
+    """
+    if classes is not None:
+        _data.check_same_classes(classes, dataset.classes, "the evaluated set")
     logits = predict(model, dataset.images, batch_size)
     top1, top5 = topk_correct(logits, dataset.labels)
     n = max(1, len(dataset))
@@ -175,6 +183,8 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
         True for 1.5-2x faster steps on CPUs with bf16 instructions (`native_bf16`).
     """
     _check_fit_args(train_set, epochs, batch_size, lr)
+    if test_set is not None:
+        _data.check_same_classes(train_set.classes, test_set.classes, "test_set")
     _check_model(model, None)
     cfg = _settings.load()
     device = torch.device(device) if device is not None else cfg.device
@@ -187,8 +197,10 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     steps = math.ceil(len(train_set) / batch_size)
     optimizer = make_optimizer(model, lr, momentum, weight_decay)
     scheduler = make_scheduler(optimizer, schedule, lr, epochs, steps)
-    run = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "n": len(train_set),
-           "seed": seed, "model": type(model).__name__}
+    run = None if checkpoint_dir is None else run_key(
+        model, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, schedule=schedule, augment=augment, pca_jitter=pca_jitter,
+        label_smoothing=label_smoothing, seed=seed, autocast=autocast)
     history, start = _resume(checkpoint_dir, run, model, optimizer, scheduler)
     bar = _progress_bar(epochs * steps, start * steps, progress)
     images = train_set.images.to(device, non_blocking=True)
@@ -281,15 +293,59 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
     return {"loss": total_loss.item() / n, "train_top1": correct.item() / n}
 
 
-def _resume(checkpoint_dir, run: dict, model, optimizer, scheduler) -> tuple[History, int]:
-    """Continue from the newest checkpoint of the same run; one from another run is ignored."""
+def run_key(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | None, **settings) -> dict:
+    """What makes a training run this run: every `fit` setting that changes the weights or the
+    history, the model's configuration and fingerprints of the data. A checkpoint resumes only the
+    run whose key it carries.
+
+    Left out on purpose: checkpoint_dir itself, progress and live (display only), and the device,
+    so a run interrupted on one machine can be finished on another. The model's initial values are
+    left out too: a rebuilt model resumes whatever its random init, because the checkpoint replaces it.
+    """
+    return {**settings, "model": type(model).__name__, "model_config": model_config(model),
+            "train_set": _data.dataset_hash(train_set),
+            "test_set": None if test_set is None else _data.dataset_hash(test_set)}
+
+
+def model_config(model: nn.Module) -> str:
+    """The module tree as torch prints it (layer types and their settings: ReLU or Tanh, LRN or
+    Identity, dropout p) plus every parameter's and buffer's shape and whether it trains."""
+    params = [f"{name} {tuple(p.shape)} {p.dtype} {'trainable' if p.requires_grad else 'frozen'}"
+              for name, p in model.named_parameters()]
+    buffers = [f"{name} {tuple(b.shape)} {b.dtype}" for name, b in model.named_buffers()]
+    return "\n".join([repr(model), *params, *buffers])
+
+
+def _run_differences(saved: dict, run: dict) -> list[str]:
+    """Readable differences between the run key in a checkpoint and this run's key."""
+    out = []
+    for key in run.keys() | saved.keys():
+        before, now = saved.get(key, "(not recorded)"), run.get(key, "(not recorded)")
+        if before == now:
+            continue
+        if key == "model_config" and isinstance(before, str):  # show the first line that differs
+            before, now = next((a, b) for a, b in itertools.zip_longest(before.splitlines(), now.splitlines())
+                               if a != b)
+            key = "model"
+        elif key in ("train_set", "test_set"):
+            before, now = f"data {before}", f"data {now}"
+        out.append(f"{key}: {before!r} in the checkpoint, {now!r} here")
+    return sorted(out)
+
+
+def _resume(checkpoint_dir, run: dict | None, model, optimizer, scheduler) -> tuple[History, int]:
+    """Continue from the newest checkpoint of the same run; checkpoints of another run are refused.
+
+    Refused, not replaced: they may be hours of someone's training, and starting over beside them
+    would not work anyway (their higher epoch numbers would shadow and rotate out the new ones)."""
     state = latest_checkpoint(checkpoint_dir)
     if state is None:
         return History(), 0
-    if state.get("run") != run:
-        warnings.warn(f"checkpoints in {checkpoint_dir} come from a different run "
-                      f"({state.get('run')} vs {run}); starting over")
-        return History(), 0
+    differences = _run_differences(state.get("run") or {}, run)
+    if differences:
+        raise ValueError(f"checkpoint_dir {checkpoint_dir} holds the checkpoints of another run, which this "
+                         f"fit would continue with the wrong weights. Differences: " + "; ".join(differences)
+                         + f". Pass another checkpoint_dir, or delete {checkpoint_dir} to start this run over")
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

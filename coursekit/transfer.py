@@ -372,6 +372,7 @@ def learning_curve(source: nn.Module, make_model, pool: _data.ImageSet, test_set
     the same number of SGD steps whatever the data size. A tidy table: method, labels, seed, top1."""
     import pandas as pd
     from tqdm.auto import tqdm
+    _data.check_same_classes(pool.classes, test_set.classes, "test_set")
     jobs = [(count, seed, method) for count in labels_per_class for seed in seeds for method in methods]
     rows = []
     for count, seed, method in tqdm(jobs, desc="learning curve", disable=not progress):

@@ -8,6 +8,8 @@ The callback is an ordinary function (tests call it directly across the declared
 """
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -79,6 +81,19 @@ def sweep(controls: Sequence[Slider | Choice]):
             yield {**defaults, control.name: value}
 
 
+def _png_output(figure) -> dict:
+    """A Figure as one display_data output of an Output widget (a PNG, as the inline backend draws it).
+
+    Panels set the Output widget's `outputs` instead of capturing display() inside `with out:`:
+    capturing makes the kernel switch the widget's msg_id back and forth during the cell, which a
+    headless executor must follow, and executions hanging with an idle kernel right after such an
+    Output widget update are reported in jupyter/nbconvert#2029 and jupyter/nbclient#312."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": repr(figure)}}
+
+
 def panel(callback: Callable, controls: Sequence[Slider | Choice], title: str = ""):
     """An ipywidgets panel: one widget per control, the callback's Figure re-drawn below them."""
     import ipywidgets as w
@@ -90,12 +105,14 @@ def panel(callback: Callable, controls: Sequence[Slider | Choice], title: str = 
 
     def redraw(**values):
         validate(controls, **values)
-        with out:
-            out.clear_output(wait=True)
-            figure = callback(**values)
-            if figure is not None:
+        figure = callback(**values)
+        if isinstance(figure, plt.Figure):
+            out.outputs = (_png_output(figure),)
+            plt.close(figure)
+        elif figure is not None:  # anything else IPython knows how to show
+            with out:
+                out.clear_output(wait=True)
                 display(figure)
-                plt.close(figure)
 
     def on_change(_change=None):
         redraw(**{name: widget.value for name, widget in widgets.items()})

@@ -53,18 +53,19 @@ def test_missing_folder_and_folder_without_classes(tmp_path, faults):
         data.image_folder(tmp_path / "flat")
     assert says_what_to_do(str(err.value))
     (tmp_path / "hollow" / "cats").mkdir(parents=True)  # class folders, no images at all
-    with pytest.warns(UserWarning, match="cats"), pytest.raises(data.DataNotFoundError, match="no images"):
+    with pytest.raises(data.DataNotFoundError, match="cats has no images") as err:
         data.image_folder(tmp_path / "hollow")
+    assert says_what_to_do(str(err.value))
     faults.add("inputs tried", 3)
 
 
-def test_empty_class_folder_warns_and_keeps_the_class_index(tmp_path, faults):
+def test_empty_class_folder_is_an_error_naming_it(tmp_path, faults):
+    """Issue 20 (OS clutter): a class no set can learn or test, and k = min(count) - 1 = -1 downstream."""
     root = make_image_folder(tmp_path / "set", ("ant", "cat"), per_class=2)
-    (root / "bee").mkdir()  # sorted between ant and cat: label indices must not shift
-    with pytest.warns(UserWarning, match=r"bee.*no images"):
-        ds = data.image_folder(root)
-    assert ds.classes == ["ant", "bee", "cat"]
-    assert ds.labels.tolist() == [0, 0, 2, 2]
+    (root / "bee").mkdir()  # sorted between ant and cat
+    with pytest.raises(data.DataNotFoundError, match=r"bee has no images") as err:
+        data.image_folder(root)
+    assert says_what_to_do(str(err.value))
     faults.add("inputs tried")
 
 
