@@ -1,8 +1,8 @@
 """One frozen record of how the course runs, read from the environment.
 
 COURSEKIT_QUICK=1       quick mode: smaller images, epochs and steps (CI uses it)
-COURSEKIT_DATA=a:b      read-only data roots, searched in order (default: see below)
-COURSEKIT_CACHE=dir     writable cache for decoded data and trained models (default: see below)
+COURSEKIT_DATA=a:b      read-only data roots, searched in order (default: below)
+COURSEKIT_CACHE=dir     writable cache for decoded data and trained models (default: below)
 COURSEKIT_DEVICE=cpu    force a device (default: cuda, then mps, then cpu)
 COURSEKIT_OFFLINE=1     never try to download (default: probe when a download is needed)
 COURSEKIT_SEED=0        the seed every notebook starts from
