@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from . import settings as _settings
 
+# The one place the version is written: pyproject.toml reads it (dynamic version), CHANGELOG.md
+# records what each version changed.
 __version__ = "0.1.0"
 
 

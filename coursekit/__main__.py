@@ -1,16 +1,182 @@
 """`python -m coursekit <command>`: the course's shell jobs, one small function per command.
 
-To add a command: write `def _add_<name>(commands)` that adds a sub-parser and sets
-`run=<function taking the parsed args>`, and append it to COMMANDS.
+To add a command: write `def _add_<name>(commands)` that adds a sub-parser with `_command(...)`
+(a one-line summary and a few sentences a new user understands) and sets `run=<function taking
+the parsed args>`, and append it to COMMANDS.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from pathlib import Path
 
+from . import __version__
+from . import settings as _settings
+
+DESCRIPTION = "coursekit: the deep-learning course's helpers, from a shell."
+# the environment variables as settings.py documents them (its docstring after the first line)
+_VARIABLES = (_settings.__doc__ or "").partition("\n\n")[2] or "(see coursekit/settings.py)"
+EPILOG = ("Run `python -m coursekit <command> --help` for a command's options.\n\n"
+          "Settings come from environment variables:\n" + _VARIABLES)
+
+
+def _command(commands, name: str, summary: str, details: str = ""):
+    """A sub-parser whose summary shows in the command list and, with `details`, in its own --help."""
+    return commands.add_parser(name, help=summary, description=f"{summary}\n\n{details}".strip(),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+# ---------------------------------------------------------------- setup: doctor, prefetch, clean-cache
+
+def _add_doctor(commands) -> None:
+    cmd = _command(commands, "doctor", "show how the course will run here: device, data, cache, weights",
+                   "Prints the device and torch version, each data root and what it holds, the cache\n"
+                   "directory and what is cached, and whether torch's cache has the ImageNet AlexNet\n"
+                   "weights. Changes nothing; run it first when something is not found.")
+    cmd.set_defaults(run=_doctor)
+
+
+def _doctor(args) -> int:
+    from . import describe, models
+    import torch
+    cfg = _settings.load()
+    print(f"coursekit {__version__} (from {'a source checkout' if _settings.from_checkout() else 'an installed package'})")
+    print(describe(cfg))
+    print("data roots (COURSEKIT_DATA), searched in order:")
+    for root in cfg.data_roots:
+        print(f"  {root}: {_folder_summary(root)}")
+    print("cache contents (COURSEKIT_CACHE moves the cache):")
+    for line in _cache_listing(cfg.cache_dir) or ["  (empty)"]:
+        print(line)
+    cached = models.imagenet_weights_cached()
+    print(f"ImageNet AlexNet weights: {'in' if cached else 'not in'} torch's cache ({torch.hub.get_dir()})"
+          + ("" if cached else "; `python -m coursekit prefetch` downloads them"))
+    return 0
+
+
+def _folder_summary(root: Path) -> str:
+    """What a data root holds, one phrase per folder: 'cifar10/ (test, train), imagenet-samples/ (1000 files)'."""
+    if not root.is_dir():
+        return "missing"
+    try:
+        parts = []
+        for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            subfolders = sorted(p.name for p in entry.iterdir() if p.is_dir())
+            shown = ", ".join(subfolders[:6] + (["..."] if len(subfolders) > 6 else []))
+            parts.append(f"{entry.name}/ ({shown or str(sum(1 for _ in entry.iterdir())) + ' files'})")
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    return ", ".join(parts) or "no dataset folders"
+
+
+def _cache_listing(cache: Path) -> list[str]:
+    """One line per top-level entry of the cache directory with its size; [] when there is nothing."""
+    if not cache.is_dir():
+        return []
+    lines = []
+    for entry in sorted(cache.iterdir()):
+        files = [p for p in entry.rglob("*") if p.is_file()] if entry.is_dir() else [entry]
+        size = sum(_size(p) for p in files)
+        name = entry.name + ("/" if entry.is_dir() else "")
+        lines.append(f"  {name:<40} {size / 1e6:9.1f} MB" + (f" in {len(files)} files" if entry.is_dir() else ""))
+    return lines
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # a temporary file another process just renamed or removed
+        return 0
+
+
+def _add_prefetch(commands) -> None:
+    cmd = _command(commands, "prefetch", "download CIFAR-10 and the ImageNet AlexNet weights now, while online",
+                   "Run once on a machine with internet access; afterwards the notebooks work offline.\n"
+                   "CIFAR-10 goes into the first data root (or the cache if that is read-only) and is\n"
+                   "decoded into the cache; the AlexNet weights go into torch's cache. What is already\n"
+                   "here is not downloaded again. Offline (COURSEKIT_OFFLINE=1 or no network) it says\n"
+                   "what is missing and exits with status 1.")
+    cmd.set_defaults(run=_prefetch)
+
+
+def _prefetch(args) -> int:
+    from . import data
+    cfg = _settings.load()
+    try:  # downloads land in the data root, not the cache, so clean-cache never deletes them
+        cfg.data_roots[0].mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # a read-only root: data.py falls back to the cache directory
+    missing = []
+    for split in ("train", "test"):
+        try:
+            images = data.cifar10(split, cfg)  # the course's one CIFAR-10 download, or the local copy
+            print(f"CIFAR-10 {split}: ready ({len(images)} images)")
+        except (OSError, RuntimeError) as err:  # DataNotFoundError, network errors
+            missing.append(f"CIFAR-10 {split}: {err}")
+    try:
+        print(f"ImageNet AlexNet weights: {_prefetch_alexnet(cfg)}")
+    except (OSError, RuntimeError) as err:
+        missing.append(f"ImageNet AlexNet weights: {err}")
+    if missing:
+        offline = "offline (COURSEKIT_OFFLINE=1 is set)" if cfg.offline else "some downloads failed"
+        print(f"prefetch incomplete, {offline}. Missing:\n" + "\n".join(missing), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _prefetch_alexnet(cfg) -> str:
+    from . import data, models
+    import torch
+    if models.imagenet_weights_cached():
+        return f"ready (in {torch.hub.get_dir()})"
+    if cfg.offline or not data.can_download("download.pytorch.org"):
+        why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "download.pytorch.org cannot be reached"
+        raise RuntimeError(f"not in torch's cache ({torch.hub.get_dir()}) and {why}; "
+                           f"run `python -m coursekit prefetch` again while online")
+    models.alexnet(pretrained=True)  # torchvision's checksummed download into torch's cache
+    return f"downloaded (into {torch.hub.get_dir()})"
+
+
+def _add_clean_cache(commands) -> None:
+    cmd = _command(commands, "clean-cache", "list coursekit's cache (decoded images, trained models); --yes deletes it",
+                   "Without --yes, only lists what would be deleted. With --yes, deletes coursekit's\n"
+                   "cache directory (COURSEKIT_CACHE); it is rebuilt when needed, which retrains the\n"
+                   "cifar10 backbone. Data roots and torch's cache (the AlexNet weights) are never touched.")
+    cmd.add_argument("--yes", action="store_true", help="really delete (default: a dry run that only lists)")
+    cmd.set_defaults(run=_clean_cache)
+
+
+def _clean_cache(args) -> int:
+    import torch
+    cfg = _settings.load()
+    cache = cfg.cache_dir
+    kept = [*(("data root", root) for root in cfg.data_roots), ("torch's cache", Path(torch.hub.get_dir())),
+            ("home directory", Path.home()), ("coursekit package", Path(__file__).parent)]
+    for name, path in kept:
+        if path.resolve().is_relative_to(cache.resolve()):
+            raise ValueError(f"COURSEKIT_CACHE={cache} holds the {name} {path}; deleting it would delete that "
+                             f"too. Point COURSEKIT_CACHE at a folder of its own.")
+    listing = _cache_listing(cache)
+    if not listing:
+        print(f"nothing to delete: the cache {cache} is empty or missing")
+        return 0
+    print(f"coursekit's cache {cache} holds:\n" + "\n".join(listing))
+    if not args.yes:
+        print("dry run: nothing deleted. Run `python -m coursekit clean-cache --yes` to delete it.")
+        return 0
+    shutil.rmtree(cache)
+    print(f"deleted {cache}")
+    return 0
+
+
+# ---------------------------------------------------------------- homework: student, grade, validate
 
 def _add_student(commands) -> None:
-    cmd = commands.add_parser("student", help="generate the student release (release/) from notebooks/")
+    cmd = _command(commands, "student", "make the student versions of the notebooks (solutions removed)",
+                   "nbgrader turns each instructor notebook into a student one: solutions become\n"
+                   "`raise NotImplementedError()`, hidden tests go, test cells are locked. The output\n"
+                   "folder is wiped and rebuilt on every run; give students these files.")
     cmd.add_argument("--notebooks", default="notebooks", help="instructor notebooks (default: notebooks)")
     cmd.add_argument("--out", default="release", help="where the student versions go (default: release)")
     cmd.set_defaults(run=_student)
@@ -24,7 +190,10 @@ def _student(args) -> int:
 
 
 def _add_grade(commands) -> None:
-    cmd = commands.add_parser("grade", help="autograde a folder of submissions; writes grades.csv + feedback/")
+    cmd = _command(commands, "grade", "autograde a folder of student submissions into grades.csv and feedback",
+                   "Each submission runs in its own process and kernel under time limits; writes\n"
+                   "<out>/grades.csv (one row per test cell) and <out>/feedback/<student>.md.\n"
+                   "Student code runs as your user: grade untrusted cohorts in a container.")
     cmd.add_argument("submissions", help="one sub-folder per student, or an LMS download (files / zips)")
     cmd.add_argument("--out", default="grades", help="output folder (default: grades)")
     cmd.add_argument("--notebooks", default="notebooks", help="instructor notebooks (default: notebooks)")
@@ -49,13 +218,15 @@ def _grade(args) -> int:
 
 
 def _add_validate(commands) -> None:
-    cmd = commands.add_parser("validate", help="prove every exercise both ways (solution passes, release fails)")
+    cmd = _command(commands, "validate", "check every exercise both ways: solution passes, student version fails",
+                   "For each instructor notebook, the solution must score full marks (visible and\n"
+                   "hidden tests) and the untouched student version must score zero in every test\n"
+                   "cell. Exits with status 1 if any exercise fails either check.")
     cmd.add_argument("notebooks", nargs="*", help="instructor notebooks (default: notebooks/*.ipynb)")
     cmd.set_defaults(run=_validate)
 
 
 def _validate(args) -> int:
-    from pathlib import Path
     from . import grading
     paths = args.notebooks or grading.instructor_notebooks("notebooks")
     problems = 0
@@ -66,15 +237,21 @@ def _validate(args) -> int:
     return 1 if problems else 0
 
 
-COMMANDS = [_add_student, _add_grade, _add_validate]
+COMMANDS = [_add_doctor, _add_prefetch, _add_clean_cache, _add_student, _add_grade, _add_validate]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m coursekit", description=DESCRIPTION, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"coursekit {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="<command>")
+    for add in COMMANDS:
+        add(commands)
+    return top
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for add in COMMANDS:
-        add(commands)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return args.run(args)
     except ValueError as err:         # a mistake the user can fix (HomeworkError & co): no traceback

@@ -365,11 +365,15 @@ def _downloaded_cifar10(split: str, cfg) -> ImageSet:
         return ImageSet(cached["images"], cached["labels"], cached["classes"])
     if cfg.offline or not can_download("www.cs.toronto.edu"):
         roots = "\n  ".join(str(r / "cifar10") for r in cfg.data_roots)
+        why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "www.cs.toronto.edu cannot be reached"
         raise DataNotFoundError(
-            f"CIFAR-10 not found. Searched:\n  {roots}\nFix it either way:\n"
-            f"  1. put an ImageFolder copy at <root>/cifar10/{{train,test}}/<class>/*.jpg and set "
-            f"COURSEKIT_DATA=<root> (e.g. COURSEKIT_DATA=../shared/data), or\n"
-            f"  2. connect to the internet and run again: torchvision downloads it into {target}.")
+            f"CIFAR-10 not found, and it cannot be downloaded now ({why}). Searched:\n  {roots}\n"
+            f"Get it either way:\n"
+            f"  1. point COURSEKIT_DATA at a folder holding an ImageFolder copy of CIFAR-10, "
+            f"<root>/cifar10/{{train,test}}/<class>/*.jpg (export COURSEKIT_DATA=<root>; several "
+            f"roots: <root1>{os.pathsep}<root2>), or\n"
+            f"  2. while online (COURSEKIT_OFFLINE unset), run `python -m coursekit prefetch` "
+            f"once: torchvision downloads it into {target} and later runs work offline.")
     return _download_cifar10(split, target, path)
 
 

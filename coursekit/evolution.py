@@ -37,14 +37,21 @@ def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], seed: i
     return snapshots
 
 
+def _cpu_float64(x: torch.Tensor) -> torch.Tensor:
+    """x as float64 on the CPU, whatever its device: the similarity of nearly identical layers
+    needs float64, and Apple's MPS has none (moving first, then converting, works everywhere)."""
+    return x.detach().cpu().double()
+
+
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
     """Linear CKA of two activation matrices (n examples, any shape): 1 = same up to rotation and scale.
 
     ||B^T A||_F^2 / (||A^T A||_F ||B^T B||_F) for centred A, B; computed with the n x n Gram
     matrices A A^T, B B^T instead when the layers are wider than there are examples (same value).
+    Computed in float64 on the CPU, whatever the inputs' device.
     """
-    a = a.flatten(1).double()
-    b = b.flatten(1).double()
+    a = _cpu_float64(a.flatten(1))
+    b = _cpu_float64(b.flatten(1))
     a = a - a.mean(0)
     b = b - b.mean(0)
     if a.shape[1] + b.shape[1] > 2 * a.shape[0]:
@@ -54,8 +61,9 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def weight_change(w: torch.Tensor, w_ref: torch.Tensor) -> float:
-    """1 - cosine similarity of two weight tensors."""
-    return 1 - float(torch.nn.functional.cosine_similarity(w.flatten().double(), w_ref.flatten().double(), 0))
+    """1 - cosine similarity of two weight tensors (in float64 on the CPU, whatever their device)."""
+    w, w_ref = _cpu_float64(w.flatten()), _cpu_float64(w_ref.flatten())
+    return 1 - float(torch.nn.functional.cosine_similarity(w, w_ref, 0))
 
 
 @torch.no_grad()
@@ -108,7 +116,7 @@ def plot_similarity(table: dict[str, dict[int, float]], ylabel: str = "CKA to th
         ax.plot(list(series), list(series.values()), "o-", label=layer)
     ax.set_xlabel("epoch of the snapshot")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=9, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -131,5 +139,5 @@ def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str
     layers = list(table)
     ax.barh(layers[::-1], [table[l][epoch] for l in layers[::-1]], color="tab:green")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("CKA to final", fontsize=8)
+    ax.set_xlabel("CKA to final", fontsize=9)
     return fig

@@ -234,7 +234,7 @@ def plot_tsne(points: np.ndarray, labels, classes, title: str = "t-SNE", ax=None
         ax.scatter(points[keep, 0], points[keep, 1], s=6, label=name, color=plt.cm.tab10(c % 10))
     ax.set_title(title)
     ax.set_xticks([]); ax.set_yticks([])
-    ax.legend(fontsize=7, markerscale=2, loc="best")
+    ax.legend(fontsize=9, markerscale=2, loc="best")
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
@@ -251,7 +251,7 @@ def plot_neighbours(query_images, bank_images, indices, rows_titles=None, bank_l
         title = rows_titles[r] if rows_titles else ""
         if classes is not None and query_labels is not None:
             title = f"{title}\n{classes[int(query_labels[r])]}" if title else classes[int(query_labels[r])]
-        axes[r, 0].set_title(title, fontsize=7)
+        axes[r, 0].set_title(title, fontsize=9)
         for j in range(k):
             ax = axes[r, j + 1]
             ax.imshow(_to_hwc(bank_images[int(indices[r, j])]))

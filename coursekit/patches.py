@@ -82,7 +82,7 @@ def patch_grid(top: TopActivations, images: torch.Tensor, layer: str, units, siz
     for r, unit in enumerate(units):
         for c, patch in enumerate(top.patches(images, layer, unit)):
             axes[r, c].imshow(to_image(patch), interpolation="nearest")
-        axes[r, 0].set_ylabel(f"unit {unit}", fontsize=7)
+        axes[r, 0].set_ylabel(f"unit {unit}", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]); ax.set_yticks([])
     rf = top.fields[layer]
@@ -117,7 +117,7 @@ def unit_panel(model: nn.Module, top: TopActivations, images: torch.Tensor, laye
     grid = fig.add_gridspec(rows, 4, width_ratios=[2.5, 1, 1, 1])
     ax = fig.add_subplot(grid[:, 0])
     ax.imshow(to_image(filter_image(weight[unit])), interpolation="nearest", aspect="auto")
-    ax.set_title(f"{layer} filter {unit}" + ("" if weight.shape[1] == 3 else "\n(rows: input channels)"), fontsize=8)
+    ax.set_title(f"{layer} filter {unit}" + ("" if weight.shape[1] == 3 else "\n(rows: input channels)"), fontsize=9)
     ax.axis("off")
     for i, patch in enumerate(patches):
         a = fig.add_subplot(grid[i // 3, 1 + i % 3])

@@ -1,4 +1,11 @@
-"""Figures for the notebooks: each function returns its matplotlib Figure (and shows nothing itself)."""
+"""Figures for the notebooks: each function returns its matplotlib Figure (and shows nothing itself).
+
+Rules for every coursekit figure (tests/test_plot_widgets.py checks them): no text below 9 pt, so
+labels stay readable on a projector; colour maps that are perceptually uniform and colour-blind
+safe: `inferno` for heat over images (dark = low, bright = high, so the photo shows through where
+nothing happens and the lightness alone carries the value, in greyscale too), `viridis` for
+activation maps; never `jet` or `rainbow`, whose bright bands invent edges that are not in the data.
+"""
 from __future__ import annotations
 
 import math
@@ -46,7 +53,7 @@ def image_grid(images, titles=None, ncols: int | None = None, size: float = 1.6,
     for i, (ax, img) in enumerate(zip(axes, images)):
         ax.imshow(to_image(img), cmap=cmap, interpolation="nearest")
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=8)
+            ax.set_title(str(titles[i]), fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -70,15 +77,18 @@ def activation_maps(act: torch.Tensor, n: int = 32, ncols: int = 8, size: float 
     fig, axes = _grid(len(maps), ncols, size)
     for c, (ax, m) in enumerate(zip(axes, maps)):
         ax.imshow(m.numpy(), cmap="viridis")
-        ax.set_title(f"ch {c}", fontsize=7)
+        ax.set_title(f"ch {c}", fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
 
-def heatmap(image, heat, title: str = "", alpha: float = 0.5, cmap: str = "jet"):
-    """A heat map (H', W') stretched over an image, beside the image itself."""
+def heatmap(image, heat, title: str = "", alpha: float = 0.5, cmap: str = "inferno"):
+    """A heat map (H', W') stretched over an image (H, W), beside the image itself.
+
+    `cmap` defaults to 'inferno' (perceptually uniform, colour-blind safe); `alpha` is the heat
+    map's opacity in [0, 1]."""
     img = to_image(image)
     heat = heat.detach().float().cpu().numpy() if isinstance(heat, torch.Tensor) else np.asarray(heat)
     fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))

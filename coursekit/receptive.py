@@ -154,10 +154,10 @@ def hierarchy_figure(model: nn.Module, image: torch.Tensor, layers: list[str], n
         act = acts[layer][0].float().cpu()
         strongest = act.flatten(1).max(1).values.argsort(descending=True)[:n]
         axes[r, 0].imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-        axes[r, 0].set_title(f"{layer}: {fields[layer].size:g}px", fontsize=7)
+        axes[r, 0].set_title(f"{layer}: {fields[layer].size:g}px", fontsize=9)
         for c, channel in enumerate(strongest.tolist()):
             axes[r, c + 1].imshow(act[channel].numpy(), cmap="viridis")
-            axes[r, c + 1].set_title(f"ch {channel}", fontsize=6)
+            axes[r, c + 1].set_title(f"ch {channel}", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()

@@ -1,12 +1,16 @@
 """One frozen record of how the course runs, read from the environment.
 
 COURSEKIT_QUICK=1       quick mode: smaller images, epochs and steps (CI uses it)
-COURSEKIT_DATA=a:b      read-only data roots, searched in order (default: data/)
-COURSEKIT_CACHE=dir     writable cache for decoded data and trained models (default: data/cache)
+COURSEKIT_DATA=a:b      read-only data roots, searched in order (default: below)
+COURSEKIT_CACHE=dir     writable cache for decoded data and trained models (default: below)
 COURSEKIT_DEVICE=cpu    force a device (default: cuda, then mps, then cpu)
 COURSEKIT_OFFLINE=1     never try to download (default: probe when a download is needed)
 COURSEKIT_SEED=0        the seed every notebook starts from
 COURSEKIT_BACKBONE=auto imagenet, cifar10 or auto
+
+Defaults for data and cache: data/ and data/cache in a source checkout (git clone, `pip install -e`);
+per-user directories when coursekit is installed as a package (`python -m coursekit doctor` shows
+which), never site-packages, which may be read-only or shared by every user of a JupyterHub.
 """
 from __future__ import annotations
 
@@ -19,6 +23,27 @@ import numpy as np
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def from_checkout() -> bool:
+    """True when coursekit runs from a source checkout: pyproject.toml beside the coursekit/ folder.
+
+    An installed package sits in site-packages, where no pyproject.toml is."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "coursekit").is_dir()
+
+
+def default_dirs() -> tuple[Path, Path]:
+    """(data root, cache dir) used when COURSEKIT_DATA / COURSEKIT_CACHE are unset.
+
+    A checkout keeps data/ and data/cache (CI and make rely on them); an installed package uses
+    the per-user data and cache directories of the platform (e.g. ~/.local/share/coursekit and
+    ~/.cache/coursekit on Linux), so every user of a shared install has a writable cache.
+    """
+    if from_checkout():
+        return PROJECT_ROOT / "data", PROJECT_ROOT / "data" / "cache"
+    import platformdirs
+    return (Path(platformdirs.user_data_dir("coursekit", appauthor=False)),
+            Path(platformdirs.user_cache_dir("coursekit", appauthor=False)))
 
 
 @dataclass(frozen=True)
@@ -79,10 +104,11 @@ def load() -> Settings:
     if backbone not in {"auto", "imagenet", "cifar10"}:
         raise ValueError(f"COURSEKIT_BACKBONE={backbone!r}: use auto, imagenet or cifar10")
     cache = os.environ.get("COURSEKIT_CACHE")
+    default_data, default_cache = default_dirs()
     return Settings(
         quick=_flag("COURSEKIT_QUICK"),
-        data_roots=_paths(os.environ.get("COURSEKIT_DATA"), PROJECT_ROOT / "data"),
-        cache_dir=Path(cache).expanduser().resolve() if cache else PROJECT_ROOT / "data" / "cache",
+        data_roots=_paths(os.environ.get("COURSEKIT_DATA"), default_data),
+        cache_dir=Path(cache).expanduser().resolve() if cache else default_cache,
         device=_device(os.environ.get("COURSEKIT_DEVICE")),
         offline=_flag("COURSEKIT_OFFLINE"),
         seed=int(seed_text),

@@ -23,6 +23,30 @@ def test_linear_cka_gram_form_for_wide_layers_gives_the_same_value():
     assert evolution.linear_cka(a, b) == pytest.approx(float(feature_form), rel=1e-9)
 
 
+class NoFloat64Device(torch.Tensor):
+    """A tensor that, like one on Apple's MPS, refuses float64 until it is moved to the CPU."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.cpu:
+            return args[0].as_subclass(torch.Tensor)
+        wants_float64 = func is torch.Tensor.double or torch.float64 in (*args[1:], *kwargs.values())
+        if wants_float64:
+            raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support it")
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def test_similarities_work_on_a_device_without_float64():
+    torch.manual_seed(2)
+    a, b, w = torch.randn(30, 8), torch.randn(30, 40), torch.randn(6, 5)
+    on_device = [t.as_subclass(NoFloat64Device) for t in (a, b, w)]
+    with pytest.raises(TypeError, match="float64"):  # the stand-in really refuses, as MPS does
+        on_device[0].double()
+    assert evolution.linear_cka(on_device[0], on_device[1]) == evolution.linear_cka(a, b)
+    assert evolution.weight_change(on_device[2], 2 * on_device[2]) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_weight_change_and_settling():
     w = torch.randn(5, 5)
     assert evolution.weight_change(w, 2 * w) == pytest.approx(0.0, abs=1e-12)

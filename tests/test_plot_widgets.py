@@ -64,3 +64,85 @@ def test_panel_calls_back_and_rerenders_on_change():
     slider = box.children[1].children[0]
     slider.value = 9
     assert calls[-1] == (9, "fgsm")
+
+
+# ---------------------------------------------------------------- readable figures (issue 21)
+
+import re                                    # noqa: E402
+from pathlib import Path                     # noqa: E402
+
+import matplotlib.pyplot as plt              # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.image import AxesImage       # noqa: E402
+from matplotlib.text import Text             # noqa: E402
+
+import coursekit                             # noqa: E402
+
+MIN_FONT_PT = 9
+BANNED_MAPS = {"jet", "rainbow", "gist_rainbow", "nipy_spectral", "gist_ncar", "hsv"}
+PACKAGE = Path(coursekit.__file__).parent
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+SMALL_FONT = re.compile(r"fontsize\s*=\s*(?:([0-8](?:\.\d+)?)\b|[\"'](xx-small|x-small|small)[\"'])")
+BANNED_MAP = re.compile(r"[\"'](" + "|".join(BANNED_MAPS) + r")(_r)?[\"']|\bcm\.(" + "|".join(BANNED_MAPS) + r")\b")
+# Modules other engineers were editing when this rule came in; each entry must still need it
+# (the test fails once it is fixed, so the entry is removed, not forgotten).
+NOT_YET = {
+    "attribution.py": "occlusion_figure: cmap='jet' -> 'inferno', 'most probable' title fontsize=8 -> 9",
+    "transfer.py": "legend fontsize=7/8 -> 9, role labels fontsize=8 -> 9",
+}
+
+
+def _offences(path: Path) -> list[str]:
+    text = path.read_text()
+    return [m.group(0) for pattern in (SMALL_FONT, BANNED_MAP) for m in pattern.finditer(text)]
+
+
+def test_no_coursekit_module_uses_small_text_or_jet():
+    found = {p.name: _offences(p) for p in PACKAGE.rglob("*.py")}
+    offending = {name: hits for name, hits in found.items() if hits and name not in NOT_YET}
+    assert not offending, f"text below {MIN_FONT_PT} pt or a jet/rainbow map: {offending}"
+    assert all(found[name] for name in NOT_YET), "fixed: remove it from NOT_YET"
+
+
+def test_no_notebook_uses_jet_or_rainbow():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        assert not BANNED_MAP.search(path.read_text()), path.name
+
+
+def test_the_checks_catch_what_they_look_for(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('ax.set_title("x", fontsize=7); ax.legend(fontsize="small"); imshow(h, cmap="jet_r")\n'
+                   'plt.cm.rainbow; ok(fontsize=9, size=0.5)')
+    assert _offences(bad) == ["fontsize=7", 'fontsize="small"', '"jet_r"', "cm.rainbow"]
+
+
+def test_rendered_plot_figures_have_readable_text_and_no_jet():
+    images = torch.rand(6, 3, 8, 8)
+    history = train.History()
+    for e in range(1, 3):
+        history.append(epoch=e, loss=1 / e, train_top1=0.5, test_top1=0.4, test_top5=0.9, test_loss=1.2 / e)
+    figures = {
+        "image_grid": plot.image_grid(images, titles=list("abcdef"), ncols=3, suptitle="grid"),
+        "filter_grid": plot.filter_grid(torch.randn(8, 3, 5, 5)),
+        "activation_maps": plot.activation_maps(torch.rand(1, 6, 7, 7), suptitle="maps"),
+        "heatmap": plot.heatmap(images[0], torch.rand(4, 4), title="heat"),
+        "curves": plot.curves(history, title="curves"),
+        "confusion_matrix": plot.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"]),
+        "topk_bars": plot.topk_bars([("cat", 0.7), ("dog", 0.2)], title="top-k"),
+        "predictions_panel": plot.predictions_panel(images[:2], [[("cat", 0.7)], [("dog", 0.6)]]),
+    }
+    for name, fig in figures.items():
+        fig.canvas.draw()
+        small = {t.get_text(): t.get_fontsize() for t in fig.findobj(Text)
+                 if t.get_visible() and t.get_text() and t.get_fontsize() < MIN_FONT_PT}
+        assert not small, f"{name}: text below {MIN_FONT_PT} pt: {small}"
+        maps = {im.get_cmap().name for im in fig.findobj(AxesImage) if im.get_array().ndim == 2}
+        assert not maps & BANNED_MAPS, f"{name} uses {maps & BANNED_MAPS}"
+    assert figures["heatmap"].axes[1].images[-1].get_cmap().name == "inferno"
+
+
+def test_default_font_sizes_are_readable():
+    for key in ["font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+                "legend.fontsize", "figure.titlesize"]:
+        size = FontProperties(size=plt.rcParams[key]).get_size_in_points()
+        assert size >= MIN_FONT_PT, f"rcParams[{key!r}] = {plt.rcParams[key]} ({size:.1f} pt)"

@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,3 +61,52 @@ def test_setup_prints_one_block(capsys, monkeypatch):
     for word in ["device", "backbone", "cifar10", "mode", "quick", "data"]:
         assert word in out
     assert cfg.quick
+
+
+# ---------------------------------------------------------------- default data and cache directories
+
+def _unset_locations(monkeypatch):
+    monkeypatch.delenv("COURSEKIT_DATA", raising=False)
+    monkeypatch.delenv("COURSEKIT_CACHE", raising=False)
+
+
+def test_this_source_tree_is_detected_as_a_checkout():
+    assert settings.from_checkout()
+
+
+def test_a_package_without_pyproject_is_not_a_checkout(monkeypatch, tmp_path):
+    site_packages = tmp_path / "site-packages"
+    (site_packages / "coursekit").mkdir(parents=True)
+    monkeypatch.setattr(settings, "PROJECT_ROOT", site_packages)
+    assert not settings.from_checkout()
+
+
+def test_checkout_keeps_data_and_data_cache(monkeypatch):
+    _unset_locations(monkeypatch)
+    monkeypatch.setattr(settings, "from_checkout", lambda: True)
+    cfg = settings.load()
+    assert cfg.data_roots == (settings.PROJECT_ROOT / "data",)
+    assert cfg.cache_dir == settings.PROJECT_ROOT / "data" / "cache"
+
+
+def test_installed_package_uses_per_user_directories(monkeypatch, tmp_path):
+    import platformdirs
+    _unset_locations(monkeypatch)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))   # where platformdirs looks on Linux
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(settings, "from_checkout", lambda: False)
+    cfg = settings.load()
+    assert cfg.data_roots == (Path(platformdirs.user_data_dir("coursekit", appauthor=False)),)
+    assert cfg.cache_dir == Path(platformdirs.user_cache_dir("coursekit", appauthor=False))
+    for path in (*cfg.data_roots, cfg.cache_dir):    # never next to the package (site-packages)
+        assert not path.is_relative_to(settings.PROJECT_ROOT)
+    if sys.platform.startswith("linux"):
+        assert cfg.cache_dir == tmp_path / "cache" / "coursekit"
+
+
+def test_installed_package_still_obeys_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setattr(settings, "from_checkout", lambda: False)
+    monkeypatch.setenv("COURSEKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSEKIT_CACHE", str(tmp_path / "cache"))
+    cfg = settings.load()
+    assert cfg.data_roots == (tmp_path / "data",) and cfg.cache_dir == tmp_path / "cache"
