@@ -1,4 +1,5 @@
-"""Images as uint8 tensors in memory: CIFAR-10, any ImageFolder, ImageNet samples, photos.
+"""Images as uint8 tensors in memory: CIFAR-10, any ImageFolder, ImageNet samples, photos; and
+class splits of a data set into two tasks (for transfer experiments).
 
 Decoding happens once; training batches are sliced from memory and augmented as
 batched tensor ops on the training device, so no per-image PIL work sits in the loop.
@@ -201,7 +202,7 @@ def image_folder(root: str | Path, size: int = 32, skip_bad: bool = False) -> Im
     return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes)
 
 
-# ---------------------------------------------------------------- caches
+# ---------------------------------------------------------------- folders decoded once, cached
 
 def _fingerprint(root: Path) -> str | None:
     """A hash of the class folders and image names under `root`, or None when it cannot be listed.
