@@ -38,12 +38,12 @@ def first_run_cache(folder: Path) -> Path:
     """A cache folder holding only the full-mode cifar10 backbone and the decoded CIFAR-10 images
     (links into the real cache), so every notebook's own experiments run as on a student's first
     pass. The backbone is trained here first if it is not cached yet (not a notebook's cost)."""
-    from coursekit import models, settings
+    from coursekit import backbones, settings
     cfg = dataclasses.replace(settings.load(), quick=False)
-    recipe = models.cifar10_recipe(cfg)
-    backbone = models.cifar10_cache_path(recipe, cfg)
+    recipe = backbones.cifar10_recipe(cfg)
+    backbone = backbones.cifar10_cache_path(recipe, cfg)
     if not backbone.exists():
-        models.trained_cifar10(recipe, cfg)
+        backbones.trained_cifar10(recipe, cfg)
     (folder / "models").mkdir(parents=True)
     (folder / "models" / backbone.name).symlink_to(backbone)
     for decoded in cfg.cache_dir.glob("cifar10-*.pt"):

@@ -1,6 +1,6 @@
 """Time for the cifar10 backbone's full-mode recipe to reach 80% test top-1, and its final accuracy.
 
-A child process trains the full recipe (models.cifar10_recipe in full mode) with `fit`, evaluating
+A child process trains the full recipe (backbones.cifar10_recipe in full mode) with `fit`, evaluating
 on the 10k test images after every epoch and checkpointing under benchmarks/results/. The parent
 stops it when the budget runs out; the next run resumes from the last checkpoint (fit resumes
 runs exactly), so a long measurement can be finished over several invocations. Seconds are
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from coursekit import data, models, settings, train
+from coursekit import backbones, cache, data, models, settings, train
 from benchmarks.common import invocation, RESULTS, row, save
 
 
 def full_recipe(epochs: int | None = None) -> dict:
-    recipe = models.cifar10_recipe(dataclasses.replace(settings.load(), quick=False))
+    recipe = backbones.cifar10_recipe(dataclasses.replace(settings.load(), quick=False))
     return {**recipe, "epochs": epochs or recipe["epochs"]}
 
 
@@ -103,7 +103,7 @@ def cache_rows() -> list[dict]:
     """The backbones already trained on this machine: their recipe, training time and accuracy."""
     rows = []
     for path in sorted((settings.load().cache_dir / "models").glob("minialexnet-cifar10-*.pt")):
-        state = data.safe_load(path)
+        state = cache.safe_load(path)
         if not (isinstance(state, dict) and "recipe" in state):
             continue
         recipe, history = state["recipe"], state["history"]

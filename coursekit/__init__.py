@@ -13,7 +13,7 @@ def setup(backbone: str | None = None, seed: int | None = None, verbose: bool = 
     """Read the settings, seed every generator, and print one short block saying how this runs.
 
     Returns the Settings. Pass backbone='cifar10' or 'imagenet' to say which one the notebook uses
-    (the printout names it); the model itself comes from coursekit.models.backbone(...).
+    (the printout names it); the model itself comes from coursekit.backbones.backbone(...).
     """
     cfg = _settings.load()
     _settings.seed_everything(cfg.seed if seed is None else seed)

@@ -38,7 +38,7 @@ def _add_doctor(commands) -> None:
 
 
 def _doctor(args) -> int:
-    from . import describe, models
+    from . import backbones, describe
     import torch
     cfg = _settings.load()
     print(f"coursekit {__version__} (from {'a source checkout' if _settings.from_checkout() else 'an installed package'})")
@@ -49,7 +49,7 @@ def _doctor(args) -> int:
     print("cache contents (COURSEKIT_CACHE moves the cache):")
     for line in _cache_listing(cfg.cache_dir) or ["  (empty)"]:
         print(line)
-    cached = models.imagenet_weights_cached()
+    cached = backbones.imagenet_weights_cached()
     print(f"ImageNet AlexNet weights: {'in' if cached else 'not in'} torch's cache ({torch.hub.get_dir()})"
           + ("" if cached else "; `python -m coursekit prefetch` downloads them"))
     return 0
@@ -126,9 +126,9 @@ def _prefetch(args) -> int:
 
 
 def _prefetch_alexnet(cfg) -> str:
-    from . import data, models
+    from . import backbones, data, models
     import torch
-    if models.imagenet_weights_cached():
+    if backbones.imagenet_weights_cached():
         return f"ready (in {torch.hub.get_dir()})"
     if cfg.offline or not data.can_download("download.pytorch.org"):
         why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "download.pytorch.org cannot be reached"

@@ -241,18 +241,6 @@ def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99
 # ---------------------------------------------------------------- measuring and defending
 
 
-def held_out_images(backbone, n: int, seed: int = 0) -> _data.ImageSet:
-    """n labelled images the backbone never trained on: CIFAR-10 test images (class-balanced),
-    or ImageNet sample photos at the backbone's input size."""
-    if backbone.name == "cifar10":
-        return _data.cifar10("test").subset(total=n, seed=seed)
-    samples = _data.imagenet_samples()
-    chosen = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    photos = torch.cat([_data.load_photo(samples[i][0], backbone.input_size) for i in chosen])
-    labels = torch.tensor([samples[i][1] for i in chosen])
-    return _data.ImageSet(photos.mul(255).round().to(torch.uint8), labels, list(backbone.classes))
-
-
 @reads_model()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of images the model classifies as their label."""

@@ -1,4 +1,5 @@
-"""Images as uint8 tensors in memory: CIFAR-10, any ImageFolder, ImageNet samples, photos.
+"""Images as uint8 tensors in memory: CIFAR-10, any ImageFolder, ImageNet samples, photos; and
+class splits of a data set into two tasks (for transfer experiments).
 
 Decoding happens once; training batches are sliced from memory and augmented as
 batched tensor ops on the training device, so no per-image PIL work sits in the loop.
@@ -8,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import cache as _cache
 from . import settings as _settings
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
@@ -258,36 +259,7 @@ def image_folder(root: str | Path, size: int = 32, skip_bad: bool = False,
     return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes)
 
 
-# ---------------------------------------------------------------- caches
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private (0600): give a shared cache normal rights
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def safe_load(path: Path):
-    """torch.load, or None when the file is missing, truncated or not a torch file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        return None
-    except Exception as err:  # truncated zip, pickle error, ...: rebuild rather than use garbage
-        warnings.warn(f"ignoring unreadable cache file {path} ({type(err).__name__}); it will be rebuilt")
-        return None
-
+# ---------------------------------------------------------------- folders decoded once, cached
 
 def _fingerprint(root: Path) -> str | None:
     """A hash of the class folders and image names under `root`, or None when it cannot be listed.
@@ -309,18 +281,19 @@ def _fingerprint(root: Path) -> str | None:
 
 
 def cached_folder(root: Path, size: int, cache_name: str, cfg=None) -> ImageSet:
-    """image_folder(root, size), decoded once and cached (atomically) under the cache dir."""
+    """image_folder(root, size), decoded once and cached under the cache dir (cache.cached), keyed
+    by the folder's fingerprint: adding, removing or renaming an image decodes it again."""
     cfg = cfg or _settings.load()
     key = _fingerprint(root)
-    path = cfg.cache_dir / f"{cache_name}-{size}px.pt"
-    cached = safe_load(path)
-    if (key is not None and isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT
-            and cached.get("key") == key):
-        return ImageSet(cached["images"], cached["labels"], cached["classes"])
-    dataset = image_folder(root, size=size)  # raises the helpful errors for a missing or empty folder
-    atomic_save({"format": CACHE_FORMAT, "key": key, "images": dataset.images,
-                 "labels": dataset.labels, "classes": dataset.classes}, path)
-    return dataset
+
+    def decode() -> dict:
+        dataset = image_folder(root, size=size)  # raises the helpful errors for a missing or empty folder
+        return {"format": CACHE_FORMAT, "key": key, "images": dataset.images,
+                "labels": dataset.labels, "classes": dataset.classes}
+
+    stored, _ = _cache.cached(cfg.cache_dir / f"{cache_name}-{size}px.pt", decode, valid=lambda c: (
+        key is not None and isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("key") == key))
+    return ImageSet(stored["images"], stored["labels"], stored["classes"])
 
 
 # ---------------------------------------------------------------- CIFAR-10
@@ -359,33 +332,75 @@ def can_download(host: str = "download.pytorch.org", timeout: float = 2.0) -> bo
 
 def _downloaded_cifar10(split: str, cfg) -> ImageSet:
     target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
-    path = cfg.cache_dir / f"cifar10-{split}-official.pt"
-    cached = safe_load(path)
-    if isinstance(cached, dict) and cached.get("format") == CACHE_FORMAT:
-        return ImageSet(cached["images"], cached["labels"], cached["classes"])
-    if cfg.offline or not can_download("www.cs.toronto.edu"):
-        roots = "\n  ".join(str(r / "cifar10") for r in cfg.data_roots)
-        why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "www.cs.toronto.edu cannot be reached"
-        raise DataNotFoundError(
-            f"CIFAR-10 not found, and it cannot be downloaded now ({why}). Searched:\n  {roots}\n"
-            f"Get it either way:\n"
-            f"  1. point COURSEKIT_DATA at a folder holding an ImageFolder copy of CIFAR-10, "
-            f"<root>/cifar10/{{train,test}}/<class>/*.jpg (export COURSEKIT_DATA=<root>; several "
-            f"roots: <root1>{os.pathsep}<root2>), or\n"
-            f"  2. while online (COURSEKIT_OFFLINE unset), run `python -m coursekit prefetch` "
-            f"once: torchvision downloads it into {target} and later runs work offline.")
-    return _download_cifar10(split, target, path)
+
+    def download() -> dict:
+        if cfg.offline or not can_download("www.cs.toronto.edu"):
+            roots = "\n  ".join(str(r / "cifar10") for r in cfg.data_roots)
+            why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "www.cs.toronto.edu cannot be reached"
+            raise DataNotFoundError(
+                f"CIFAR-10 not found, and it cannot be downloaded now ({why}). Searched:\n  {roots}\n"
+                f"Get it either way:\n"
+                f"  1. point COURSEKIT_DATA at a folder holding an ImageFolder copy of CIFAR-10, "
+                f"<root>/cifar10/{{train,test}}/<class>/*.jpg (export COURSEKIT_DATA=<root>; several "
+                f"roots: <root1>{os.pathsep}<root2>), or\n"
+                f"  2. while online (COURSEKIT_OFFLINE unset), run `python -m coursekit prefetch` "
+                f"once: torchvision downloads it into {target} and later runs work offline.")
+        return _download_cifar10(split, target)
+
+    stored, _ = _cache.cached(cfg.cache_dir / f"cifar10-{split}-official.pt", download,
+                              valid=lambda c: isinstance(c, dict) and c.get("format") == CACHE_FORMAT)
+    return ImageSet(stored["images"], stored["labels"], stored["classes"])
 
 
-def _download_cifar10(split: str, target: Path, path: Path) -> ImageSet:
+def _download_cifar10(split: str, target: Path) -> dict:
     """torchvision's download (checksummed, so a half-finished one is never taken as complete)."""
     import torchvision
     official = torchvision.datasets.CIFAR10(str(target), train=(split == "train"), download=True)
     images = torch.from_numpy(official.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor(official.targets, dtype=torch.int64)
-    atomic_save({"format": CACHE_FORMAT, "images": images, "labels": labels,
-                 "classes": list(official.classes)}, path)
-    return ImageSet(images, labels, list(official.classes))
+    return {"format": CACHE_FORMAT, "images": images, "labels": labels, "classes": list(official.classes)}
+
+
+# ---------------------------------------------------------------- class splits: two tasks from one data set
+
+VEHICLES = ("airplane", "automobile", "ship", "truck")
+ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Task A and task B as two disjoint lists of class names."""
+    name: str
+    a: tuple
+    b: tuple
+
+
+def random_split(classes=CIFAR10_CLASSES, seed: int = 0, name: str = "random") -> Split:
+    """A random half of the classes as task A, the other half as task B (the paper's A/B split)."""
+    order = torch.randperm(len(classes), generator=torch.Generator().manual_seed(seed)).tolist()
+    half = len(classes) // 2
+    return Split(name, tuple(sorted(classes[i] for i in order[:half])),
+                 tuple(sorted(classes[i] for i in order[half:])))
+
+
+def cifar_splits(seed: int = 0) -> dict[str, Split]:
+    """'random': 5 vs 5 classes; 'dissimilar': natural vs man-made. CIFAR-10 has 6 animal classes
+    and 4 vehicle ones, so A = animals (6) and B = vehicles (4), unequal halves like the paper's
+    551 natural vs 449 man-made ImageNet classes. (B = animals would leave baseB near chance at
+    quick-mode sizes: six look-alike animals from 200 images each.)"""
+    return {"random": random_split(seed=seed), "dissimilar": Split("dissimilar", ANIMALS, VEHICLES)}
+
+
+def select_classes(dataset: ImageSet, names) -> ImageSet:
+    """The images of the named classes, relabelled 0..len(names)-1 in the given order."""
+    unknown = [n for n in names if n not in dataset.classes]
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; this data set has {dataset.classes}")
+    index = [dataset.classes.index(n) for n in names]
+    keep = torch.isin(dataset.labels, torch.tensor(index))
+    remap = torch.full((len(dataset.classes),), -1, dtype=torch.int64)
+    remap[index] = torch.arange(len(index))
+    return ImageSet(dataset.images[keep], remap[dataset.labels[keep]], list(names))
 
 
 # ---------------------------------------------------------------- ImageNet sample photos
@@ -433,14 +448,15 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, pca_jitter: float 
     return x
 
 
-# Eigen-decomposition of ImageNet's RGB covariance (values used by fb.resnet.torch / AlexNet).
-_PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
-_PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
-                            [-0.5808, -0.0045, -0.8140],
-                            [-0.5836, -0.6948, 0.4203]])
+# AlexNet's ImageNet PCA: the eigen-decomposition of ImageNet's RGB pixel covariance (eigenvalues,
+# and eigenvectors as columns; the values used by fb.resnet.torch), for 'fancy PCA' colour jitter.
+PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
+                           [-0.5808, -0.0045, -0.8140],
+                           [-0.5836, -0.6948, 0.4203]])
 
 
 def pca_colour_shift(n: int, std: float, device, generator=None) -> torch.Tensor:
     """AlexNet's 'fancy PCA': add sum_i alpha_i * lambda_i * p_i to every pixel, alpha ~ N(0, std)."""
     alpha = torch.randn(n, 3, generator=generator) * std
-    return ((alpha * _PCA_EIGVAL) @ _PCA_EIGVEC.T).to(device)
+    return ((alpha * PCA_EIGVAL) @ PCA_EIGVEC.T).to(device)

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import cache as _cache
 from . import data as _data
 from . import hooks as _hooks
 from . import settings as _settings
@@ -126,23 +127,25 @@ def fingerprint(obj) -> str:
 
 def cached_features(model: nn.Module, source, layers, pool="avg", name: str | None = None,
                     cfg=None) -> dict:
-    """extract_layers(...), cached on disk per (model, data, layer, pool).
+    """extract_layers(...), cached on disk per (model, data, layer, pool) by cache.cached.
 
     The model is keyed by `name` if given (e.g. 'cifar10-backbone'), else by a hash of its
-    state_dict, so a retrained model never reuses stale features. Files are written atomically.
+    state_dict, so a retrained model never reuses stale features. Returns {layer: (N, D) CPU features}.
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     cfg = cfg or _settings.load()
     model_key = name or fingerprint(model)
     data_key = fingerprint(source)
-    paths = {layer: cfg.cache_dir / "features" / f"{model_key}-{data_key}-{layer}-{pool}.pt" for layer in layers}
-    found = {layer: _data.safe_load(path) for layer, path in paths.items()}
-    missing = [layer for layer, value in found.items() if not isinstance(value, torch.Tensor)]
-    if missing:
-        fresh = extract_layers(model, source, missing, pool)
-        for layer in missing:
-            _data.atomic_save(fresh[layer], paths[layer])
-            found[layer] = fresh[layer]
+    found, fresh = {}, {}
+
+    def extract(layer: str) -> torch.Tensor:
+        if layer not in fresh:  # one forward pass for this layer and every later one not loaded yet
+            fresh.update(extract_layers(model, source, [l for l in layers if l not in found], pool))
+        return fresh[layer]
+
+    for layer in layers:
+        path = cfg.cache_dir / "features" / f"{model_key}-{data_key}-{layer}-{pool}.pt"
+        found[layer], _ = _cache.cached(path, lambda: extract(layer), valid=lambda t: isinstance(t, torch.Tensor))
     return found
 
 

@@ -1,24 +1,21 @@
-"""MiniAlexNet, torchvision's AlexNet, and `backbone(name)`: a model that takes pixels in [0, 1].
+"""The networks and their builders, as in torchvision.models: MiniAlexNet (AlexNet's
+recipe at 32x32), torchvision's AlexNet, AlexNet's LRN, a PixelModel wrapper that takes pixels in
+[0, 1], the small four-layer CNN of AlexNet's Figure 1, and a layer summary table.
 
-Both backbones answer to the same layer names (conv1 ... conv5, fc6 ... fc8, and relu/pool
-names beside them) and to torch's own dotted names.
+Both AlexNets answer to the same layer names (conv1 ... conv5, fc6 ... fc8, and relu/pool names
+beside them) and to torch's own dotted names. Trained backbones and their caches live in backbones.py.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as _data
-from . import settings as _settings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -214,160 +211,6 @@ def alexnet(pretrained: bool = True) -> PixelModel:
     weights = AlexNet_Weights.IMAGENET1K_V1 if pretrained else None
     net = no_inplace(tv_alexnet(weights=weights))
     return PixelModel(net, IMAGENET_MEAN, IMAGENET_STD, ALEXNET_ALIASES)
-
-
-def imagenet_classes() -> list[str]:
-    from torchvision.models import AlexNet_Weights
-    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def imagenet_weights_cached() -> bool:
-    from torchvision.models import AlexNet_Weights
-    url = AlexNet_Weights.IMAGENET1K_V1.url
-    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]).is_file()
-
-
-# ---------------------------------------------------------------- backbones
-
-@dataclass
-class Backbone:
-    """A trained model taking [0, 1] pixels, with what a notebook needs beside it."""
-    name: str
-    model: PixelModel
-    classes: list[str]
-    input_size: int
-    mean: tuple
-    std: tuple
-    layers: list[str]
-    reason: str = ""
-    info: dict = field(default_factory=dict)
-
-    def preprocess(self, image) -> torch.Tensor:
-        """A photo (path, PIL image or HxWx3 uint8 array) as a (1, 3, S, S) batch on the model's device."""
-        x = _data.load_photo(image, self.input_size)
-        return x.to(next(self.model.parameters()).device)
-
-    def normalize(self, x):
-        return _data.normalize(x, self.mean, self.std)
-
-    def denormalize(self, x):
-        return _data.denormalize(x, self.mean, self.std)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (class name, probability) for each image of a [0, 1] batch."""
-        probs = self.model(x).softmax(1)
-        top = probs.topk(min(k, probs.shape[1]), dim=1)
-        return [[(self.classes[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
-                for ps, idx in zip(top.values, top.indices)]
-
-
-def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
-    """'imagenet' (torchvision AlexNet), 'cifar10' (the course's MiniAlexNet) or 'auto':
-    imagenet when its weights load, else cifar10. Returned in eval mode on the settings' device."""
-    cfg = cfg or _settings.load()
-    name = name or cfg.backbone
-    if name not in {"auto", "imagenet", "cifar10"}:
-        raise ValueError(f"unknown backbone {name!r}: use 'auto', 'imagenet' or 'cifar10'")
-    if name in {"auto", "imagenet"}:
-        why = _imagenet_unavailable(cfg)
-        if why is None:
-            return _imagenet_backbone(cfg)
-        if name == "imagenet":
-            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once "
-                               f"(weights are cached in {torch.hub.get_dir()}) or use backbone('cifar10').")
-        reason = f"cifar10 backbone, because ImageNet AlexNet weights are unavailable ({why})"
-    else:
-        reason = "cifar10 backbone, as asked"
-    model, info = trained_cifar10(cfg=cfg, progress=progress)
-    return Backbone("cifar10", model.to(cfg.device).eval(), list(_data.CIFAR10_CLASSES), 32,
-                    _data.CIFAR10_MEAN, _data.CIFAR10_STD, list(model.aliases), reason, info)
-
-
-def _imagenet_unavailable(cfg) -> str | None:
-    if imagenet_weights_cached():
-        return None
-    if cfg.offline:
-        return "offline (COURSEKIT_OFFLINE=1) and not in torch's cache"
-    if not _data.can_download("download.pytorch.org"):
-        return "not in torch's cache and download.pytorch.org cannot be reached"
-    return None
-
-
-def _imagenet_backbone(cfg) -> Backbone:
-    model = alexnet(pretrained=True).to(cfg.device).eval()
-    return Backbone("imagenet", model, imagenet_classes(), 224, IMAGENET_MEAN, IMAGENET_STD,
-                    list(ALEXNET_ALIASES), "imagenet backbone: torchvision AlexNet, IMAGENET1K_V1 weights")
-
-
-def config_key(config: dict) -> str:
-    """A short stable hash of a JSON-able configuration, for cache file names."""
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-
-
-# ---------------------------------------------------------------- the course's trained model cache
-
-def cifar10_recipe(cfg=None) -> dict:
-    """How the cifar10 backbone is trained: quick mode trains on a subset for fewer epochs."""
-    from .train import native_bf16
-    cfg = cfg or _settings.load()
-    return {
-        "arch": {"width": 0.5, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
-        "per_class": cfg.pick(quick=1000, full=None),
-        "epochs": cfg.pick(quick=4, full=12),
-        "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-        "autocast": native_bf16(cfg.device), "seed": cfg.seed, "version": 2,
-    }
-
-
-def cifar10_cache_path(recipe: dict, cfg=None) -> Path:
-    """Where the model trained by `recipe` is cached (one file per recipe)."""
-    cfg = cfg or _settings.load()
-    return cfg.cache_dir / "models" / f"minialexnet-cifar10-{config_key(recipe)}.pt"
-
-
-def trained_cifar10(recipe: dict | None = None, cfg=None, progress: bool = True) -> tuple[PixelModel, dict]:
-    """The MiniAlexNet trained on CIFAR-10 by `recipe`, from the cache or trained now (then cached).
-
-    A file lock makes concurrent callers wait for the one that trains; the weights file is
-    written atomically, so nobody ever reads half of it. Training checkpoints every epoch, so an
-    interrupted run resumes where it stopped.
-    """
-    from filelock import FileLock
-    cfg = cfg or _settings.load()
-    recipe = recipe or cifar10_recipe(cfg)
-    path = cifar10_cache_path(recipe, cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        state = _data.safe_load(path)
-        trained_now = not (isinstance(state, dict) and state.get("recipe") == recipe)
-        if trained_now:
-            for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a process killed while saving
-                stale.unlink(missing_ok=True)
-            state = _train_and_save(recipe, path, cfg, progress)
-    model = mini_alexnet(**recipe["arch"])
-    model.load_state_dict(state["model"])
-    return model.eval(), {"recipe": recipe, "path": str(path), "history": state["history"],
-                          "test_top1": state["test_top1"], "test_top5": state["test_top5"], "trained_now": trained_now}
-
-
-def _train_and_save(recipe: dict, path: Path, cfg, progress: bool) -> dict:
-    from . import train
-    train_set = _data.cifar10("train", cfg).subset(per_class=recipe["per_class"], seed=recipe["seed"])
-    test_set = _data.cifar10("test", cfg)
-    torch.manual_seed(recipe["seed"])
-    model = mini_alexnet(**recipe["arch"])
-    history = train.fit(model, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                        lr=recipe["lr"], schedule=recipe["schedule"], weight_decay=recipe["weight_decay"],
-                        autocast=recipe["autocast"], seed=recipe["seed"], progress=progress,
-                        checkpoint_dir=path.with_suffix(".checkpoints"), device=cfg.device)
-    scores = train.evaluate(model, test_set)
-    state = {"recipe": recipe, "model": {k: v.cpu() for k, v in model.state_dict().items()},
-             "history": history.rows, "test_top1": scores["top1"], "test_top5": scores["top5"]}
-    _data.atomic_save(state, path)
-    import shutil
-    shutil.rmtree(path.with_suffix(".checkpoints"), ignore_errors=True)
-    return state
 
 
 # ---------------------------------------------------------------- smaller pieces for the lecture

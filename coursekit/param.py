@@ -29,7 +29,7 @@ class PixelImage(nn.Module):
 def colour_sqrt_covariance() -> torch.Tensor:
     """A 3x3 matrix M with M M^T proportional to ImageNet's RGB covariance (from AlexNet's PCA):
     independent unit noise in 'decorrelated' coordinates becomes natural-looking colour noise."""
-    m = _data._PCA_EIGVEC @ torch.diag(_data._PCA_EIGVAL.sqrt())
+    m = _data.PCA_EIGVEC @ torch.diag(_data.PCA_EIGVAL.sqrt())
     return m / m.norm(dim=0).max()
 
 

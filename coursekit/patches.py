@@ -41,8 +41,11 @@ class TopActivations:
         return torch.stack(crops)
 
 
-def _strongest(act: torch.Tensor):
-    """Per image and channel: the maximum activation and its (row, col); fc layers sit at (0, 0)."""
+def strongest_per_channel(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and channel: the maximum activation and its (row, col) position.
+
+    act: (N, C, H, W) conv maps or (N, C) fc outputs. Returns values (N, C) and positions
+    (N, C, 2) as long (row, col); fc outputs sit at (0, 0)."""
     if act.dim() == 2:
         return act, torch.zeros(*act.shape, 2, dtype=torch.long, device=act.device)
     values, flat = act.flatten(2).max(2)
@@ -62,7 +65,7 @@ def mine(model: nn.Module, images: torch.Tensor, layers: list[str], k: int = 9,
         acts = hooks.activations(model, x, layers)
         index = torch.arange(start, start + len(x), device=device)
         for layer in layers:
-            values, pos = _strongest(acts[layer].float())                   # (B, C), (B, C, 2)
+            values, pos = strongest_per_channel(acts[layer].float())                   # (B, C), (B, C, 2)
             candidates = (values.T, index.expand_as(values.T), pos.transpose(0, 1))
             if layer in best:
                 candidates = tuple(torch.cat([old, new], 1) for old, new in zip(best[layer], candidates))

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import cache as _cache
 from . import data as _data
 from . import settings as _settings
 from .models import reads_model
@@ -87,10 +88,10 @@ def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500,
 def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,
                     run: dict | None = None, keep: int = 2) -> Path:
     path = Path(directory) / f"epoch-{epoch:04d}.pt"
-    _data.atomic_save({"epoch": epoch, "run": run or {}, "model": model.state_dict(),
-                       "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict() if scheduler else None,
-                       "history": history.rows}, path)
+    _cache.atomic_save({"epoch": epoch, "run": run or {}, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler else None,
+                        "history": history.rows}, path)
     for old in sorted(Path(directory).glob("epoch-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
     for stale in Path(directory).glob("epoch-*.pt.*.tmp"):  # half-written by a process that was killed
@@ -104,7 +105,7 @@ def latest_checkpoint(directory: Path | None) -> dict | None:
         return None
     damaged = []
     for path in sorted(Path(directory).glob("epoch-*.pt"), reverse=True):
-        state = _data.safe_load(path)
+        state = _cache.safe_load(path)
         if isinstance(state, dict) and {"epoch", "model", "optimizer"} <= state.keys():
             if damaged:
                 warnings.warn(f"checkpoint {damaged[0]} is damaged; resuming from the earlier {path.name}")
@@ -257,7 +258,7 @@ def _check_model(model, images) -> None:
     """A model, not its name, and one with enough outputs for the labels (checked on one image)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module (e.g. models.mini_alexnet() or "
-                        f"models.backbone().model), not {type(model).__name__}")
+                        f"backbones.backbone().model), not {type(model).__name__}")
     if images is not None:
         outputs = predict(model, images.images[:1]).shape[1]
         if images.labels.max() >= outputs:

@@ -1,16 +1,13 @@
 """Transfer learning: copy the first n layers from one network into another, freeze or fine-tune
-them, and the A/B experiment of Yosinski, Clune, Bengio and Lipson, "How transferable are
-features in deep neural networks?" (NIPS 2014).
+them (with a smaller learning rate for the copied layers), and the few-label learning curves of
+training from scratch vs fixed features vs fine-tuning.
 
 Layers are addressed by name (conv1 ... fc8 on both backbones, or any dotted torch name), in
-forward order. In the paper's notation, AnB = a network whose first n layers are copied from
-base network A and frozen, the rest re-initialized and trained on task B; AnB+ = the same with
-the copied layers fine-tuned; BnB / BnB+ copy from base network B itself (the control).
+forward order. The A/B experiment of Yosinski et al. (2014) built on this is ab.py.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,10 +20,9 @@ from . import hooks as _hooks
 from . import models as _models
 from . import settings as _settings
 from . import train as _train
-from .widgets import Choice, Slider, validate
+from .widgets import Choice, validate
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")  # L = 8
-CONFIGS = ("baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+")
 
 
 # ---------------------------------------------------------------- copy, freeze, re-initialize
@@ -122,229 +118,6 @@ def fit_groups(model: nn.Module, train_set: _data.ImageSet, groups: list[dict], 
     return model.eval()
 
 
-# ---------------------------------------------------------------- tasks: two halves of CIFAR-10
-
-VEHICLES = ("airplane", "automobile", "ship", "truck")
-ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
-
-
-@dataclass(frozen=True)
-class Split:
-    """Task A and task B as two disjoint lists of class names."""
-    name: str
-    a: tuple
-    b: tuple
-
-
-def random_split(classes=_data.CIFAR10_CLASSES, seed: int = 0, name: str = "random") -> Split:
-    """A random half of the classes as task A, the other half as task B (the paper's A/B split)."""
-    order = torch.randperm(len(classes), generator=torch.Generator().manual_seed(seed)).tolist()
-    half = len(classes) // 2
-    return Split(name, tuple(sorted(classes[i] for i in order[:half])),
-                 tuple(sorted(classes[i] for i in order[half:])))
-
-
-def cifar_splits(seed: int = 0) -> dict[str, Split]:
-    """'random': 5 vs 5 classes; 'dissimilar': natural vs man-made. CIFAR-10 has 6 animal classes
-    and 4 vehicle ones, so A = animals (6) and B = vehicles (4), unequal halves like the paper's
-    551 natural vs 449 man-made ImageNet classes. (B = animals would leave baseB near chance at
-    quick-mode sizes: six look-alike animals from 200 images each.)"""
-    return {"random": random_split(seed=seed), "dissimilar": Split("dissimilar", ANIMALS, VEHICLES)}
-
-
-def select_classes(dataset: _data.ImageSet, names) -> _data.ImageSet:
-    """The images of the named classes, relabelled 0..len(names)-1 in the given order."""
-    unknown = [n for n in names if n not in dataset.classes]
-    if unknown:
-        raise ValueError(f"unknown classes {unknown}; this data set has {dataset.classes}")
-    index = [dataset.classes.index(n) for n in names]
-    keep = torch.isin(dataset.labels, torch.tensor(index))
-    remap = torch.full((len(dataset.classes),), -1, dtype=torch.int64)
-    remap[index] = torch.arange(len(index))
-    return _data.ImageSet(dataset.images[keep], remap[dataset.labels[keep]], list(names))
-
-
-# ---------------------------------------------------------------- the A/B experiment
-
-def _train_new(model, train_set, seed, train_kwargs):
-    _train.fit(model, train_set, None, seed=seed, progress=False, **train_kwargs)
-    return model
-
-
-def run_ab(tasks: dict, make_model, n_values, seeds, train_kwargs: dict, split: str = "",
-           progress: bool = True):
-    """Yosinski et al.'s experiment. tasks = {"A": (train, test), "B": (train, test)};
-    make_model(num_classes) builds a fresh network with layers named as in LAYERS.
-
-    Returns a tidy pandas table: one row per (config, n, seed) with test top-1 on the config's
-    own task (baseA on A, everything else on B). Base networks appear with n = 0.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-    n_values = list(n_values)
-    for n in n_values:
-        check_n(n, LAYERS[:-1])
-    bar = tqdm(total=len(seeds) * (2 + 4 * len(n_values)), desc=f"A/B {split}".strip(), disable=not progress)
-    rows = []
-    for seed in seeds:
-        base = {}
-        for side in "AB":
-            torch.manual_seed(seed)
-            train_set, test_set = tasks[side]
-            base[side] = _train_new(make_model(len(train_set.classes)), train_set, seed, train_kwargs)
-            rows.append({"split": split, "config": f"base{side}", "n": 0, "seed": seed,
-                         "top1": _train.evaluate(base[side], test_set)["top1"]})
-            bar.update(1)
-        b_train, b_test = tasks["B"]
-        for n in n_values:
-            for config in ("BnB", "BnB+", "AnB", "AnB+"):
-                torch.manual_seed(seed * 1000 + n)
-                model = make_model(len(b_train.classes))
-                transfer(base[config[0]], model, n, fine_tune=config.endswith("+"))
-                _train_new(model, b_train, seed * 1000 + n, train_kwargs)
-                rows.append({"split": split, "config": config, "n": n, "seed": seed,
-                             "top1": _train.evaluate(model, b_test)["top1"]})
-                bar.update(1)
-    bar.close()
-    return pd.DataFrame(rows)
-
-
-def ab_recipe(cfg=None) -> dict:
-    """Sizes of the CIFAR-10 A/B experiment: quick mode shrinks them, the code is the same.
-    A narrow MiniAlexNet without LRN (its backward costs 7x on CPUs for about a point) and without
-    dropout (in a few epochs it only slows learning). Full mode is sized for about 8 minutes on a
-    2-core CPU (120 trainings); the paper's error bars need more seeds, each as costly again."""
-    cfg = cfg or _settings.load()
-    return {"arch": {"width": 0.125, "lrn": False, "dropout": 0.0},
-            "per_class": cfg.pick(quick=200, full=400), "test_per_class": cfg.pick(quick=200, full=1000),
-            "epochs": cfg.pick(quick=5, full=8), "batch_size": 32, "lr": 0.03,
-            "seeds": [0, 1],
-            "n_values": cfg.pick(quick=[1, 4, 7], full=list(range(1, len(LAYERS)))), "version": 3}
-
-
-def cifar_ab(split: Split, recipe: dict, cfg=None, progress: bool = True):
-    """run_ab on two halves of CIFAR-10, cached on disk per (split, recipe, seed): a rerun is
-    instant, and adding a seed trains only that seed."""
-    import pandas as pd
-    cfg = cfg or _settings.load()
-    frames = []
-    for seed in recipe["seeds"]:
-        one = {**recipe, "seeds": [seed]}
-        path = cfg.cache_dir / "transfer" / f"ab-{split.name}-{_models.config_key([split.a, split.b, one])}.pt"
-        cached = _data.safe_load(path)
-        if not (isinstance(cached, dict) and cached.get("recipe") == one):
-            cached = {"recipe": one, "rows": _cifar_ab_run(split, one, cfg, progress).to_dict("list")}
-            _data.atomic_save(cached, path)
-        frames.append(pd.DataFrame(cached["rows"]))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _cifar_ab_run(split: Split, recipe: dict, cfg, progress: bool):
-    train_all, test_all = _data.cifar10("train", cfg), _data.cifar10("test", cfg)
-    tasks = {side: (select_classes(train_all, names).subset(per_class=recipe["per_class"], seed=0),
-                    select_classes(test_all, names).subset(per_class=recipe["test_per_class"], seed=0))
-             for side, names in (("A", split.a), ("B", split.b))}
-    make_model = lambda k: _models.mini_alexnet(num_classes=k, **recipe["arch"])
-    train_kwargs = {k: recipe[k] for k in ("epochs", "batch_size", "lr")}
-    return run_ab(tasks, make_model, recipe["n_values"], recipe["seeds"], train_kwargs, split.name, progress)
-
-
-def summarize(results):
-    """Mean top-1 over seeds: one row per (split, config), one column per n."""
-    return results.pivot_table(index=["split", "config"], columns="n", values="top1", aggfunc="mean")
-
-
-def curve(results, config: str, split: str | None = None):
-    """Mean top-1 of one config per n (a pandas Series indexed by n)."""
-    rows = results[results.config == config]
-    if split is not None:
-        rows = rows[rows.split == split]
-    if rows.empty:
-        raise ValueError(f"no rows for config={config!r}, split={split!r}; have "
-                         f"{sorted(set(zip(results.split, results.config)))}")
-    return rows.groupby("n").top1.mean()
-
-
-# ---------------------------------------------------------------- figures
-
-STYLE = {"baseA": ("black", "s"), "baseB": ("white", "o"), "BnB": ("tab:blue", "o"),
-         "BnB+": ("tab:cyan", "o"), "AnB": ("tab:red", "D"), "AnB+": ("tab:orange", "D")}
-
-
-def plot_ab(results, split: str, ax=None, highlight: int | None = None):
-    """Figure 2 of the paper: every run as a dot, the mean per n as a line, baseB as a band."""
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-    rows = results[results.split == split]
-    base = rows[rows.config == "baseB"].top1
-    ax.axhspan(base.mean() - base.std(ddof=0), base.mean() + base.std(ddof=0), color="0.85", zorder=0)
-    ax.axhline(base.mean(), color="0.4", lw=1, zorder=0, label=f"baseB mean {base.mean():.3f}")
-    for config in ("baseB", "BnB", "BnB+", "AnB", "AnB+"):
-        color, marker = STYLE[config]
-        part = rows[rows.config == config]
-        shift = {"BnB": -0.15, "BnB+": -0.05, "AnB": 0.05, "AnB+": 0.15}.get(config, 0)
-        ax.scatter(part.n + shift, part.top1, s=14, c=color, marker=marker, edgecolors="k", lw=0.5,
-                   label=None if config == "baseB" else None, zorder=3)
-        if config != "baseB":
-            mean = part.groupby("n").top1.mean()
-            ax.plot(mean.index, mean.values, color=color, lw=2, label=config, zorder=2)
-    if highlight is not None:
-        ax.axvline(highlight, color="tab:purple", ls="--", lw=1)
-    ax.set_xlabel("layer n at which the network is chopped and retrained")
-    ax.set_ylabel("top-1 accuracy on task B")
-    ax.set_xticks(range(0, int(rows.n.max()) + 1))
-    ax.set_title(f"{split} split", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
-    if fig is not None:
-        fig.tight_layout()
-    return fig or ax.figure
-
-
-ROLE_COLORS = {"copied, frozen": "tab:blue", "copied, fine-tuned": "tab:orange", "new, trained": "0.8"}
-
-
-def plot_roles(roles: dict, source: str = "A", ax=None):
-    """The eight layers as boxes coloured by what happens to them."""
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 1.3))
-    for i, (name, role) in enumerate(roles.items()):
-        ax.add_patch(plt.Rectangle((i, 0), 0.9, 1, color=ROLE_COLORS[role]))
-        label = f"{name}\n{'from ' + source if role.startswith('copied') else 'new'}"
-        ax.text(i + 0.45, 0.5, label, ha="center", va="center", fontsize=8)
-    ax.set_xlim(-0.1, len(roles)); ax.set_ylim(0, 1); ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ROLE_COLORS.values()]
-    ax.legend(handles, list(ROLE_COLORS), fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 0))
-    if fig is not None:
-        fig.tight_layout()
-    return fig or ax.figure
-
-
-# ---------------------------------------------------------------- Try it: which layers move at n
-
-AB_PANEL = [Slider("n", 1, len(LAYERS) - 1, 1, 3, "copy first n layers"),
-            Choice("config", ["AnB", "AnB+", "BnB", "BnB+"], "AnB"),
-            Choice("split", ["random", "dissimilar"], "random")]
-
-
-def ab_panel(results, n: int = 3, config: str = "AnB", split: str = "random"):
-    """The layers copied / frozen / trained at n for one configuration, above the split's curves."""
-    validate(AB_PANEL, n=n, config=config, split=split)
-    if split not in set(results.split):
-        raise ValueError(f"split={split!r} has no results; have {sorted(set(results.split))}")
-    roles = {name: ("copied, fine-tuned" if config.endswith("+") else "copied, frozen") if i < n
-             else "new, trained" for i, name in enumerate(LAYERS)}
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), gridspec_kw={"height_ratios": [1, 3.5]})
-    plot_roles(roles, config[0], ax=top)
-    plot_ab(results, split, ax=bottom, highlight=n)
-    here = results[(results.split == split) & (results.config == config) & (results.n == n)].top1
-    value = f"{here.mean():.3f}" if len(here) else "not run at this n"
-    top.set_title(f"{config}, n={n}: first {n} layers from base{config[0]}; top-1 on B = {value}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 # ---------------------------------------------------------------- few labels: learning curves
 
 METHODS = ("scratch", "fixed features", "fine-tune")
@@ -426,45 +199,3 @@ def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
     fig.axes[0].set_title(f"{method} with {labels} labels/class: {mean[(method, labels)]:.1%} "
                           f"({gain:+.1%} vs scratch)", fontsize=9)
     return fig
-
-
-# ---------------------------------------------------------------- a source network for new classes
-
-def source_recipe(classes, cfg=None) -> dict:
-    """How the held-out-classes source network is trained: the backbone's ingredients, narrower,
-    LRN off (its backward costs 7x on CPUs for about a point), dropout off and lr 0.02 (without
-    LRN, lr 0.05 with dropout diverges here)."""
-    cfg = cfg or _settings.load()
-    return {"classes": list(classes), "arch": {"width": 0.25, "lrn": False, "dropout": 0.0},
-            "per_class": cfg.pick(quick=2000, full=None), "epochs": cfg.pick(quick=5, full=12),
-            "batch_size": 128, "lr": 0.02, "weight_decay": 5e-4, "seed": cfg.seed, "version": 2}
-
-
-def trained_on_classes(recipe: dict, cfg=None, progress: bool = True):
-    """A MiniAlexNet trained on only recipe['classes'] of CIFAR-10, cached like the backbone
-    (file lock, atomic write). Returns (model, info with test top-1 on those classes)."""
-    from filelock import FileLock
-    cfg = cfg or _settings.load()
-    path = cfg.cache_dir / "models" / f"minialexnet-classes-{_models.config_key(recipe)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        state = _data.safe_load(path)
-        if not (isinstance(state, dict) and state.get("recipe") == recipe):
-            state = _train_source(recipe, cfg, progress)
-            _data.atomic_save(state, path)
-    model = _models.mini_alexnet(num_classes=len(recipe["classes"]), **recipe["arch"])
-    model.load_state_dict(state["model"])
-    return model.to(cfg.device).eval(), {"recipe": recipe, "test_top1": state["test_top1"], "path": str(path)}
-
-
-def _train_source(recipe: dict, cfg, progress: bool) -> dict:
-    train_set = select_classes(_data.cifar10("train", cfg), recipe["classes"])
-    train_set = train_set.subset(per_class=recipe["per_class"], seed=recipe["seed"])
-    test_set = select_classes(_data.cifar10("test", cfg), recipe["classes"])
-    torch.manual_seed(recipe["seed"])
-    model = _models.mini_alexnet(num_classes=len(recipe["classes"]), **recipe["arch"])
-    _train.fit(model, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-               lr=recipe["lr"], weight_decay=recipe["weight_decay"], seed=recipe["seed"],
-               progress=progress, device=cfg.device)
-    return {"recipe": recipe, "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "test_top1": _train.evaluate(model, test_set)["top1"]}

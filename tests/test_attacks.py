@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from coursekit import attacks, data, models, widgets
+from coursekit import attacks, backbones, data, models, widgets
 
 EPS = 8 / 255
 
@@ -234,7 +234,7 @@ def test_wrong_shapes_and_types_are_named():
 
 
 def tiny_backbone(classes=tuple(data.CIFAR10_CLASSES)):
-    return models.Backbone("tiny", tiny_cnn(classes=len(classes)), list(classes), 8, data.CIFAR10_MEAN,
+    return backbones.Backbone("tiny", tiny_cnn(classes=len(classes)), list(classes), 8, data.CIFAR10_MEAN,
                            data.CIFAR10_STD, ["conv1"])
 
 

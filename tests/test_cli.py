@@ -116,10 +116,10 @@ def test_prefetch_online_uses_the_course_download_functions(capsys, tmp_path, mo
     monkeypatch.delenv("COURSEKIT_OFFLINE", raising=False)
     calls = []
 
-    def download_cifar10(split, target, path):
+    def download_cifar10(split, target):
         calls.append(("cifar10", split, target))
-        return data.ImageSet(torch.zeros(3, 3, 32, 32, dtype=torch.uint8),
-                             torch.zeros(3, dtype=torch.int64), list(data.CIFAR10_CLASSES))
+        return {"format": data.CACHE_FORMAT, "images": torch.zeros(3, 3, 32, 32, dtype=torch.uint8),
+                "labels": torch.zeros(3, dtype=torch.int64), "classes": list(data.CIFAR10_CLASSES)}
 
     monkeypatch.setattr(data, "can_download", lambda host="", timeout=0: True)
     monkeypatch.setattr(data, "_download_cifar10", download_cifar10)

@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 from benchmarks import course_walltime
-from coursekit import models, settings
+from coursekit import backbones, settings
 
 
 def test_only_run_keeps_the_other_notebooks_rows_marked_as_earlier(tmp_path, monkeypatch):
@@ -29,7 +29,7 @@ def test_first_run_cache_holds_only_the_backbone_and_decoded_images(tmp_path, mo
     real = tmp_path / "real"
     monkeypatch.setenv("COURSEKIT_CACHE", str(real))
     cfg = dataclasses.replace(settings.load(), quick=False)
-    backbone = models.cifar10_cache_path(models.cifar10_recipe(cfg), cfg)
+    backbone = backbones.cifar10_cache_path(backbones.cifar10_recipe(cfg), cfg)
     backbone.parent.mkdir(parents=True)
     backbone.write_bytes(b"weights")
     (real / "cifar10-train-32px.pt").write_bytes(b"images")

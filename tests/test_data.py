@@ -113,13 +113,26 @@ def test_load_photo_shape_and_range():
 
 
 def test_imagenet_sample_names_match_torchvision_order():
-    from coursekit import models, settings
+    from coursekit import backbones
     if data.find_dataset("imagenet-samples") is None:
         pytest.skip("no imagenet-samples folder under the data roots (set COURSEKIT_DATA)")
     samples = data.imagenet_samples()
-    classes = models.imagenet_classes()
+    classes = backbones.imagenet_classes()
     assert len(samples) == 1000
     renamed = {134: "crane", 639: "maillot"}  # torchvision tells two same-named classes apart
     for path, index, name in samples:
         expected = classes[index]
         assert name == expected or name == renamed.get(index), (index, name, expected)
+
+
+def test_select_classes_relabels_and_splits_are_disjoint():
+    images = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
+    ds = data.ImageSet(images, torch.arange(10), list(data.CIFAR10_CLASSES))
+    half = data.select_classes(ds, ["ship", "cat"])
+    assert half.labels.tolist() == [1, 0] and half.classes == ["ship", "cat"]
+    for split in data.cifar_splits().values():
+        assert not set(split.a) & set(split.b)
+        assert set(split.a) | set(split.b) == set(data.CIFAR10_CLASSES)
+    assert len(data.random_split().a) == 5
+    with pytest.raises(ValueError, match="unknown classes"):
+        data.select_classes(ds, ["unicorn"])

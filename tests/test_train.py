@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from coursekit import data, models, settings, train
+from coursekit import backbones, data, models, settings, train
 
 
 def _toy_set(n=64, seed=0):
@@ -114,10 +114,10 @@ def test_bf16_only_where_the_hardware_has_it_and_never_by_default_on_the_cpu(mon
     assert train.native_bf16(cpu) and train.native_bf16(torch.device("cuda"))
     assert not train.native_bf16(torch.device("meta"))  # mps and others: fp32
     on_cpu = dataclasses.replace(settings.load(), device=cpu)
-    assert models.cifar10_recipe(on_cpu)["autocast"]
+    assert backbones.cifar10_recipe(on_cpu)["autocast"]
     monkeypatch.setattr(train, "_cpu_has_bf16", lambda: False)
     assert not train.native_bf16(cpu)
-    assert not models.cifar10_recipe(on_cpu)["autocast"]  # the backbone trains in fp32 on such CPUs
+    assert not backbones.cifar10_recipe(on_cpu)["autocast"]  # the backbone trains in fp32 on such CPUs
     seen = []
     monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
     monkeypatch.setattr(train, "autocast_for", lambda device, enabled: seen.append(enabled) or contextlib.nullcontext())

@@ -1,13 +1,11 @@
-"""coursekit.transfer: copying / freezing layers, discriminative learning rates, the A/B runner."""
+"""coursekit.transfer: copying / freezing layers, discriminative learning rates."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from coursekit import data, models, transfer, widgets
+from coursekit import data, models, transfer
 
 
 def tiny(num_classes=3, seed=0):
@@ -92,74 +90,3 @@ def test_param_groups_give_transferred_layers_their_own_lr():
     transfer.set_trainable(model, ["conv1"], False)
     groups = transfer.param_groups(model, ["conv1", "conv2"], lr=0.1, transferred_lr=0.01)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters())) - 2
-
-
-def test_select_classes_relabels_and_splits_are_disjoint():
-    images = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
-    ds = data.ImageSet(images, torch.arange(10), list(data.CIFAR10_CLASSES))
-    half = transfer.select_classes(ds, ["ship", "cat"])
-    assert half.labels.tolist() == [1, 0] and half.classes == ["ship", "cat"]
-    for split in transfer.cifar_splits().values():
-        assert not set(split.a) & set(split.b)
-        assert set(split.a) | set(split.b) == set(data.CIFAR10_CLASSES)
-    assert len(transfer.random_split().a) == 5
-    with pytest.raises(ValueError, match="unknown classes"):
-        transfer.select_classes(ds, ["unicorn"])
-
-
-def synthetic_task(classes, n, seed):
-    """Images whose class is the colour of a bright square: learnable in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % len(classes)
-    images = torch.randint(0, 60, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-    for i, y in enumerate(labels.tolist()):
-        images[i, y % 3, 8:24, 8:24] = 250
-    return data.ImageSet(images, labels, list(classes))
-
-
-@pytest.fixture(scope="module")
-def ab_results():
-    tasks = {"A": (synthetic_task("abc", 24, 0), synthetic_task("abc", 12, 1)),
-             "B": (synthetic_task("xyz", 24, 2), synthetic_task("xyz", 12, 3))}
-    make = lambda k: models.mini_alexnet(num_classes=k, width=0.0625, lrn=False, dropout=0.0)
-    frame = transfer.run_ab(tasks, make, n_values=range(1, 8), seeds=[0, 1],
-                            train_kwargs={"epochs": 1, "batch_size": 12, "lr": 0.01, "augment": False,
-                                          "device": "cpu"},
-                            split="random", progress=False)
-    return pd.concat([frame, frame.assign(split="dissimilar")])
-
-
-def test_ab_runner_produces_every_configuration(ab_results):
-    r = ab_results[ab_results.split == "random"]
-    assert set(r.config) == set(transfer.CONFIGS)
-    for config in ("BnB", "BnB+", "AnB", "AnB+"):
-        for n in range(1, 8):
-            assert sorted(r[(r.config == config) & (r.n == n)].seed) == [0, 1]
-    assert len(r[r.config == "baseA"]) == 2 and set(r[r.config == "baseB"].n) == {0}
-    assert r.top1.between(0, 1).all()
-    table = transfer.summarize(ab_results)
-    assert table.shape == (12, 8)
-    assert transfer.curve(ab_results, "AnB", "random").index.tolist() == list(range(1, 8))
-
-
-def test_ab_plot_and_panel_sweep(ab_results):
-    assert isinstance(transfer.plot_ab(ab_results, "random"), plt.Figure)
-    for values in widgets.sweep(transfer.AB_PANEL):
-        fig = transfer.ab_panel(ab_results, **values)
-        assert isinstance(fig, plt.Figure)
-        plt.close(fig)
-    for bad in ({"n": 0}, {"n": 8}, {"config": "CnB"}, {"split": "other"}):
-        with pytest.raises(ValueError):
-            transfer.ab_panel(ab_results, **{"n": 3, "config": "AnB", "split": "random", **bad})
-    with pytest.raises(ValueError, match="no results"):
-        transfer.ab_panel(ab_results[ab_results.split == "random"], split="dissimilar")
-
-
-def test_trained_on_classes_caches(tiny_cifar, monkeypatch):
-    monkeypatch.setenv("COURSEKIT_QUICK", "1")
-    recipe = {**transfer.source_recipe(["cat", "dog"]), "per_class": 3, "epochs": 1,
-              "arch": {"width": 0.0625, "lrn": False, "dropout": 0.5}}
-    model, info = transfer.trained_on_classes(recipe, progress=False)
-    assert model.net.fc8.out_features == 2 and 0 <= info["test_top1"] <= 1
-    again, _ = transfer.trained_on_classes(recipe, progress=False)
-    assert torch.equal(again.net.conv1.weight, model.net.conv1.weight)

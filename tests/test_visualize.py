@@ -3,14 +3,14 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from coursekit import data, models, visualize, widgets
+from coursekit import backbones, data, models, visualize, widgets
 
 
 @pytest.fixture(scope="module")
 def tiny_backbone():
     torch.manual_seed(0)
     model = models.mini_alexnet(width=0.0625, dropout=0.0).eval()
-    return models.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN, data.CIFAR10_STD,
+    return backbones.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN, data.CIFAR10_STD,
                            list(model.aliases), "tiny test model")
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 import warnings
 
-from coursekit import models, train
+from coursekit import backbones, train
 
 
 def report_resumes() -> None:
@@ -30,7 +30,7 @@ def main(recipe_json: str) -> None:
     report_resumes()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, info = models.trained_cifar10(json.loads(recipe_json), progress=False)
+        model, info = backbones.trained_cifar10(json.loads(recipe_json), progress=False)
     for w in caught:
         print("warning", str(w.message).replace("\n", " "), flush=True)
     state = model.state_dict().values()

@@ -12,7 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
-from coursekit import data
+from coursekit import cache
 
 
 def read_once(path: Path) -> str | None:
@@ -20,7 +20,7 @@ def read_once(path: Path) -> str | None:
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        state = data.safe_load(path)
+        state = cache.safe_load(path)
     if state is None and not caught:
         return None  # renamed away between exists() and load: nothing was read
     whole = isinstance(state, dict) and {"recipe", "model", "history"} <= state.keys()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from coursekit import data, models, train
+from coursekit import cache, data, models, train
 
 EPOCHS = 6
 
@@ -61,7 +61,7 @@ def main(argv) -> None:
     print("fitting", flush=True)
     train.fit(model, toy_set(), epochs=EPOCHS, batch_size=16, lr=0.02, seed=1, device="cpu",
               progress=False, checkpoint_dir=checkpoints)
-    data.atomic_save({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+    cache.atomic_save({k: v.contiguous() for k, v in model.state_dict().items()}, out)
     print("done", flush=True)
 
 

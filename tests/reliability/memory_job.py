@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from coursekit import data, models, settings, train
+from coursekit import backbones, data, models, settings, train
 
 
 def synthetic(n: int, seed: int) -> data.ImageSet:
@@ -23,7 +23,7 @@ def synthetic(n: int, seed: int) -> data.ImageSet:
 
 def main(n_train: int) -> None:
     torch.set_num_threads(1)
-    recipe = models.cifar10_recipe(settings.load())
+    recipe = backbones.cifar10_recipe(settings.load())
     train_set, test_set = synthetic(10_000, 0).subset(total=n_train), synthetic(10_000, 1)
     model = models.mini_alexnet(**recipe["arch"])
     train.fit(model, train_set, epochs=1, batch_size=recipe["batch_size"], lr=recipe["lr"],

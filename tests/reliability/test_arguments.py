@@ -9,7 +9,7 @@ import inspect
 import pytest
 import torch
 
-from coursekit import data, hooks, models, train
+from coursekit import backbones, data, hooks, models, train
 
 from .tiny import image, tiny_model, toy_set
 
@@ -45,7 +45,7 @@ CORE_CASES = {
     "unknown activation": (lambda: models.mini_alexnet(activation="gelu"), ValueError, "activation"),
     "negative width": (lambda: models.mini_alexnet(width=-1), ValueError, "width"),
     "zero classes": (lambda: models.mini_alexnet(num_classes=0), ValueError, "num_classes"),
-    "unknown backbone": (lambda: models.backbone("vgg"), ValueError, "'vgg'"),
+    "unknown backbone": (lambda: backbones.backbone("vgg"), ValueError, "'vgg'"),
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from coursekit import data
+from coursekit import cache, data
 from conftest import make_image_folder
 
 FIX_WORDS = ("remove", "replace", "put", "set", "make", "connect")  # an error must say what to do
@@ -230,7 +230,7 @@ def test_cache_from_an_older_format_is_rebuilt(tiny_cifar, isolated_cache, fault
     first = data.cifar10("test")
     path = _cache_file(isolated_cache)
     stale = torch.load(path, weights_only=False)
-    data.atomic_save({**stale, "format": data.CACHE_FORMAT - 1, "images": stale["images"][:1]}, path)
+    cache.atomic_save({**stale, "format": data.CACHE_FORMAT - 1, "images": stale["images"][:1]}, path)
     again = data.cifar10("test")
     assert torch.equal(again.images, first.images)
     assert torch.load(path, weights_only=False)["format"] == data.CACHE_FORMAT  # rewritten
@@ -250,7 +250,7 @@ def test_damaged_cache_is_rebuilt_not_used(tiny_cifar, isolated_cache, damage, f
     elif damage == "not-a-dict":
         torch.save(torch.zeros(3), path)
     else:  # a cache of another folder's images (the data changed since)
-        data.atomic_save({"format": data.CACHE_FORMAT, "key": "0" * 16, "images": first.images[:2],
+        cache.atomic_save({"format": data.CACHE_FORMAT, "key": "0" * 16, "images": first.images[:2],
                           "labels": first.labels[:2], "classes": first.classes}, path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -268,17 +268,17 @@ TINY_RECIPE = {"arch": {"width": 0.1, "activation": "relu", "lrn": True, "overla
 
 @pytest.mark.parametrize("damage", ["half", "other-recipe"])
 def test_damaged_model_cache_is_retrained_to_the_same_weights(tiny_cifar, isolated_cache, damage, faults):
-    from coursekit import models
-    first, _ = models.trained_cifar10(TINY_RECIPE, progress=False)
-    path = models.cifar10_cache_path(TINY_RECIPE)
+    from coursekit import backbones
+    first, _ = backbones.trained_cifar10(TINY_RECIPE, progress=False)
+    path = backbones.cifar10_cache_path(TINY_RECIPE)
     if damage == "half":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     else:  # an older recipe's file under this name (e.g. written before a recipe change)
         state = torch.load(path, weights_only=False)
-        data.atomic_save({**state, "recipe": {**TINY_RECIPE, "version": 0}}, path)
+        cache.atomic_save({**state, "recipe": {**TINY_RECIPE, "version": 0}}, path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again, info = models.trained_cifar10(TINY_RECIPE, progress=False)
+        again, info = backbones.trained_cifar10(TINY_RECIPE, progress=False)
     assert info["trained_now"], "a damaged or stale weights file was used"
     if damage == "half":
         assert any(str(path) in str(w.message) for w in caught), "the warning must name the weights file"

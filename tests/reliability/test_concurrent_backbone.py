@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import models
+from coursekit import backbones
 
 HERE = Path(__file__).parent
 TIMEOUT = 300
@@ -48,7 +48,7 @@ def assert_clean_cache(path: Path):
 
 
 def test_four_processes_ask_for_the_same_backbone(tiny_cifar, isolated_cache, tmp_path, faults):
-    path = models.cifar10_cache_path(RECIPE)
+    path = backbones.cifar10_cache_path(RECIPE)
     stop = tmp_path / "stop"
     reader = spawn("cache_reader.py", path, stop)
     askers = [spawn("backbone_job.py", json.dumps(RECIPE)) for _ in range(4)]
@@ -69,7 +69,7 @@ def test_four_processes_ask_for_the_same_backbone(tiny_cifar, isolated_cache, tm
 
 def uninterrupted_digest(recipe, cache: Path, monkeypatch) -> str:
     monkeypatch.setenv("COURSEKIT_CACHE", str(cache))
-    model, _ = models.trained_cifar10(recipe, progress=False)
+    model, _ = backbones.trained_cifar10(recipe, progress=False)
     weights = b"".join(v.cpu().numpy().tobytes() for v in model.state_dict().values())
     return hashlib.sha1(weights).hexdigest()
 
@@ -77,7 +77,7 @@ def uninterrupted_digest(recipe, cache: Path, monkeypatch) -> str:
 def test_trainer_killed_halfway_another_process_takes_over(tiny_cifar, isolated_cache, tmp_path, monkeypatch,
                                                           faults):
     recipe = {**RECIPE, "epochs": 5, "batch_size": 4, "seed": 3}
-    path = models.cifar10_cache_path(recipe)
+    path = backbones.cifar10_cache_path(recipe)
     first = spawn("backbone_job.py", json.dumps(recipe))
     first_checkpoint = path.with_suffix(".checkpoints") / "epoch-0001.pt"
     while not first_checkpoint.exists() and first.poll() is None:

@@ -116,12 +116,12 @@ def test_features(faults):
 
 
 def test_transfer(faults):
-    transfer = module("transfer")
+    ab = module("ab")
     task = (toy_set(16, 2), toy_set(8, 2, seed=1))
     def run():
         make = lambda k: tiny_model(num_classes=k)
-        table = transfer.run_ab({"A": task, "B": task}, make, [2], [0],
-                                dict(epochs=1, batch_size=8, device="cpu"), progress=False)
+        table = ab.run_ab({"A": task, "B": task}, make, [2], [0],
+                          dict(epochs=1, batch_size=8, device="cpu"), progress=False)
         return table.to_dict("list")
     assert_identical(*twice(run))
     faults.add("inputs tried")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from coursekit import data, settings
+from coursekit import cache, data, settings
 
 
 class Interrupted(ConnectionResetError):
@@ -81,7 +81,7 @@ def test_interrupted_cifar_download_leaves_no_cache(tmp_path, monkeypatch, isola
 @pytest.mark.parametrize("interruption", [OSError("disk full"), KeyboardInterrupt()])
 def test_atomic_save_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypatch, interruption, faults):
     path = tmp_path / "weights.pt"
-    data.atomic_save({"version": 1, "w": torch.arange(1000)}, path)
+    cache.atomic_save({"version": 1, "w": torch.arange(1000)}, path)
     real_save = torch.save
 
     def save_half_then_fail(obj, f, *args, **kwargs):
@@ -91,10 +91,10 @@ def test_atomic_save_interrupted_mid_write_keeps_the_old_file(tmp_path, monkeypa
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
     with pytest.raises(type(interruption)):
-        data.atomic_save({"version": 2, "w": torch.zeros(1000)}, path)
+        cache.atomic_save({"version": 2, "w": torch.zeros(1000)}, path)
     monkeypatch.setattr(torch, "save", real_save)
     faults.add("faults injected")
-    assert data.safe_load(path)["version"] == 1  # the old file, whole
+    assert cache.safe_load(path)["version"] == 1  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pt"], "a temporary file was left behind"
     faults.add("data lost", 0)
 
@@ -104,6 +104,6 @@ def test_atomic_save_gives_normal_file_permissions(tmp_path, faults):
     written with open(): temporary files are private by default, and a rename keeps that."""
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"x")
-    data.atomic_save({"w": torch.zeros(2)}, tmp_path / "cached.pt")
+    cache.atomic_save({"w": torch.zeros(2)}, tmp_path / "cached.pt")
     assert (tmp_path / "cached.pt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     faults.add("inputs tried")

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from coursekit import attacks, attribution, data, models, optimize, visualize
+from coursekit import attacks, attribution, backbones, data, models, optimize, visualize
 from coursekit import objectives as O
 from coursekit import param as P
 
@@ -154,7 +154,7 @@ INFERENCE_ONLY = {
 
 
 def _backbone(model):
-    return models.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN,
+    return backbones.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN,
                            data.CIFAR10_STD, list(model.aliases))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit import data, models
+from coursekit import backbones, data, models
 
 
 def toy_set(n: int = 32, num_classes: int = 2, seed: int = 0) -> data.ImageSet:
@@ -20,10 +20,10 @@ def tiny_model(num_classes: int = 10, width: float = 0.125, seed: int = 0) -> mo
     return models.mini_alexnet(num_classes=num_classes, width=width).eval()
 
 
-def tiny_backbone(width: float = 0.125) -> models.Backbone:
+def tiny_backbone(width: float = 0.125) -> backbones.Backbone:
     """A Backbone like backbone('cifar10') returns, with an untrained tiny MiniAlexNet in it."""
     model = tiny_model(width=width)
-    return models.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN,
+    return backbones.Backbone("cifar10", model, list(data.CIFAR10_CLASSES), 32, data.CIFAR10_MEAN,
                            data.CIFAR10_STD, list(model.aliases), "tiny test backbone")
 
 

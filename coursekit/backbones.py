@@ -1,0 +1,218 @@
+"""The two trained networks every notebook runs on, and the cached networks trained beside them.
+
+`backbone(name)` returns a `Backbone`: a trained model taking pixels in [0, 1] with what a notebook
+needs beside it (preprocessing, class names, layer names, why this one). 'imagenet' is torchvision's
+AlexNet with IMAGENET1K_V1 weights; 'cifar10' is the course's MiniAlexNet, trained here by
+`cifar10_recipe` on a cache miss (`trained_cifar10`). `trained_on_classes` trains a source network
+on some of CIFAR-10's classes, for transfer to the others. Both caches go through cache.cached and
+return their model in eval mode on the configured device (settings.device).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import cache as _cache
+from . import data as _data
+from . import models as _models
+from . import settings as _settings
+from . import train as _train
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, in the order of AlexNet's outputs."""
+    from torchvision.models import AlexNet_Weights
+    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_weights_cached() -> bool:
+    """True when torchvision's AlexNet IMAGENET1K_V1 weights are already in torch's cache."""
+    from torchvision.models import AlexNet_Weights
+    url = AlexNet_Weights.IMAGENET1K_V1.url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]).is_file()
+
+
+@dataclass
+class Backbone:
+    """A trained model taking [0, 1] pixels, with what a notebook needs beside it."""
+    name: str
+    model: _models.PixelModel
+    classes: list[str]
+    input_size: int
+    mean: tuple
+    std: tuple
+    layers: list[str]
+    reason: str = ""
+    info: dict = field(default_factory=dict)
+
+    def preprocess(self, image) -> torch.Tensor:
+        """A photo (path, PIL image or HxWx3 uint8 array) as a (1, 3, S, S) batch on the model's device."""
+        x = _data.load_photo(image, self.input_size)
+        return x.to(next(self.model.parameters()).device)
+
+    def normalize(self, x):
+        return _data.normalize(x, self.mean, self.std)
+
+    def denormalize(self, x):
+        return _data.denormalize(x, self.mean, self.std)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (class name, probability) for each image of a [0, 1] batch."""
+        probs = self.model(x).softmax(1)
+        top = probs.topk(min(k, probs.shape[1]), dim=1)
+        return [[(self.classes[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
+                for ps, idx in zip(top.values, top.indices)]
+
+
+def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
+    """'imagenet' (torchvision AlexNet), 'cifar10' (the course's MiniAlexNet) or 'auto':
+    imagenet when its weights load, else cifar10. Returned in eval mode on the settings' device."""
+    cfg = cfg or _settings.load()
+    name = name or cfg.backbone
+    if name not in {"auto", "imagenet", "cifar10"}:
+        raise ValueError(f"unknown backbone {name!r}: use 'auto', 'imagenet' or 'cifar10'")
+    if name in {"auto", "imagenet"}:
+        why = _imagenet_unavailable(cfg)
+        if why is None:
+            return _imagenet_backbone(cfg)
+        if name == "imagenet":
+            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once "
+                               f"(weights are cached in {torch.hub.get_dir()}) or use backbone('cifar10').")
+        reason = f"cifar10 backbone, because ImageNet AlexNet weights are unavailable ({why})"
+    else:
+        reason = "cifar10 backbone, as asked"
+    model, info = trained_cifar10(cfg=cfg, progress=progress)
+    return Backbone("cifar10", model, list(_data.CIFAR10_CLASSES), 32,
+                    _data.CIFAR10_MEAN, _data.CIFAR10_STD, list(model.aliases), reason, info)
+
+
+def _imagenet_unavailable(cfg) -> str | None:
+    if imagenet_weights_cached():
+        return None
+    if cfg.offline:
+        return "offline (COURSEKIT_OFFLINE=1) and not in torch's cache"
+    if not _data.can_download("download.pytorch.org"):
+        return "not in torch's cache and download.pytorch.org cannot be reached"
+    return None
+
+
+def _imagenet_backbone(cfg) -> Backbone:
+    model = _models.alexnet(pretrained=True).to(cfg.device).eval()
+    return Backbone("imagenet", model, imagenet_classes(), 224, _models.IMAGENET_MEAN, _models.IMAGENET_STD,
+                    list(_models.ALEXNET_ALIASES), "imagenet backbone: torchvision AlexNet, IMAGENET1K_V1 weights")
+
+
+def held_out_images(backbone: Backbone, n: int, seed: int = 0) -> _data.ImageSet:
+    """n labelled images the backbone never trained on: CIFAR-10 test images (class-balanced),
+    or ImageNet sample photos at the backbone's input size."""
+    if backbone.name == "cifar10":
+        return _data.cifar10("test").subset(total=n, seed=seed)
+    samples = _data.imagenet_samples()
+    chosen = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    photos = torch.cat([_data.load_photo(samples[i][0], backbone.input_size) for i in chosen])
+    labels = torch.tensor([samples[i][1] for i in chosen])
+    return _data.ImageSet(photos.mul(255).round().to(torch.uint8), labels, list(backbone.classes))
+
+
+def _trained_model(state: dict, arch: dict, num_classes: int, cfg) -> _models.PixelModel:
+    """A MiniAlexNet with a cached state's weights, in eval mode on the configured device."""
+    model = _models.mini_alexnet(num_classes=num_classes, **arch)
+    model.load_state_dict(state["model"])
+    return model.to(cfg.device).eval()
+
+
+def _cpu_weights(model) -> dict:
+    return {k: v.cpu() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- the cifar10 backbone
+
+def cifar10_recipe(cfg=None) -> dict:
+    """How the cifar10 backbone is trained: quick mode trains on a subset for fewer epochs."""
+    cfg = cfg or _settings.load()
+    return {
+        "arch": {"width": 0.5, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
+        "per_class": cfg.pick(quick=1000, full=None),
+        "epochs": cfg.pick(quick=4, full=12),
+        "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
+        "autocast": _train.native_bf16(cfg.device), "seed": cfg.seed, "version": 2,
+    }
+
+
+def cifar10_cache_path(recipe: dict, cfg=None) -> Path:
+    """Where the model trained by `recipe` is cached (one file per recipe)."""
+    cfg = cfg or _settings.load()
+    return cfg.cache_dir / "models" / f"minialexnet-cifar10-{_cache.config_key(recipe)}.pt"
+
+
+def trained_cifar10(recipe: dict | None = None, cfg=None,
+                    progress: bool = True) -> tuple[_models.PixelModel, dict]:
+    """The MiniAlexNet trained on CIFAR-10 by `recipe`, from the cache or trained now (then cached),
+    in eval mode on the configured device. Returns (model, info: recipe, path, history, test top-1
+    and top-5, trained_now).
+
+    Concurrent callers wait for the one that trains (cache.cached); training checkpoints every
+    epoch, so an interrupted run resumes where it stopped.
+    """
+    cfg = cfg or _settings.load()
+    recipe = recipe or cifar10_recipe(cfg)
+    path = cifar10_cache_path(recipe, cfg)
+    checkpoints = path.with_suffix(".checkpoints")
+    state, trained_now = _cache.cached(path, lambda: _train_cifar10(recipe, checkpoints, cfg, progress), recipe)
+    if trained_now:  # saved: the checkpoints are no longer needed to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    model = _trained_model(state, recipe["arch"], 10, cfg)
+    return model, {"recipe": recipe, "path": str(path), "history": state["history"],
+                   "test_top1": state["test_top1"], "test_top5": state["test_top5"], "trained_now": trained_now}
+
+
+def _train_cifar10(recipe: dict, checkpoints: Path, cfg, progress: bool) -> dict:
+    train_set = _data.cifar10("train", cfg).subset(per_class=recipe["per_class"], seed=recipe["seed"])
+    test_set = _data.cifar10("test", cfg)
+    torch.manual_seed(recipe["seed"])
+    model = _models.mini_alexnet(**recipe["arch"])
+    history = _train.fit(model, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                         lr=recipe["lr"], schedule=recipe["schedule"], weight_decay=recipe["weight_decay"],
+                         autocast=recipe["autocast"], seed=recipe["seed"], progress=progress,
+                         checkpoint_dir=checkpoints, device=cfg.device)
+    scores = _train.evaluate(model, test_set)
+    return {"model": _cpu_weights(model), "history": history.rows,
+            "test_top1": scores["top1"], "test_top5": scores["top5"]}
+
+
+# ---------------------------------------------------------------- a source network for new classes
+
+def source_recipe(classes, cfg=None) -> dict:
+    """How the held-out-classes source network is trained: the backbone's ingredients, narrower,
+    LRN off (its backward costs 7x on CPUs for about a point), dropout off and lr 0.02 (without
+    LRN, lr 0.05 with dropout diverges here)."""
+    cfg = cfg or _settings.load()
+    return {"classes": list(classes), "arch": {"width": 0.25, "lrn": False, "dropout": 0.0},
+            "per_class": cfg.pick(quick=2000, full=None), "epochs": cfg.pick(quick=5, full=12),
+            "batch_size": 128, "lr": 0.02, "weight_decay": 5e-4, "seed": cfg.seed, "version": 2}
+
+
+def trained_on_classes(recipe: dict, cfg=None, progress: bool = True):
+    """A MiniAlexNet trained on only recipe['classes'] of CIFAR-10, cached like the backbone, in
+    eval mode on the configured device. Returns (model, info with test top-1 on those classes)."""
+    cfg = cfg or _settings.load()
+    path = cfg.cache_dir / "models" / f"minialexnet-classes-{_cache.config_key(recipe)}.pt"
+    state, _ = _cache.cached(path, lambda: _train_source(recipe, cfg, progress), recipe)
+    model = _trained_model(state, recipe["arch"], len(recipe["classes"]), cfg)
+    return model, {"recipe": recipe, "test_top1": state["test_top1"], "path": str(path)}
+
+
+def _train_source(recipe: dict, cfg, progress: bool) -> dict:
+    train_set = _data.select_classes(_data.cifar10("train", cfg), recipe["classes"])
+    train_set = train_set.subset(per_class=recipe["per_class"], seed=recipe["seed"])
+    test_set = _data.select_classes(_data.cifar10("test", cfg), recipe["classes"])
+    torch.manual_seed(recipe["seed"])
+    model = _models.mini_alexnet(num_classes=len(recipe["classes"]), **recipe["arch"])
+    _train.fit(model, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+               lr=recipe["lr"], weight_decay=recipe["weight_decay"], seed=recipe["seed"],
+               progress=progress, device=cfg.device)
+    return {"model": _cpu_weights(model), "test_top1": _train.evaluate(model, test_set)["top1"]}

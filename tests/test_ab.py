@@ -1,0 +1,57 @@
+"""coursekit.ab: the A/B experiment's runner, tables, figures and Try-it panel."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+
+from coursekit import ab, data, models, widgets
+
+
+def synthetic_task(classes, n, seed):
+    """Images whose class is the colour of a bright square: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % len(classes)
+    images = torch.randint(0, 60, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    for i, y in enumerate(labels.tolist()):
+        images[i, y % 3, 8:24, 8:24] = 250
+    return data.ImageSet(images, labels, list(classes))
+
+
+@pytest.fixture(scope="module")
+def ab_results():
+    tasks = {"A": (synthetic_task("abc", 24, 0), synthetic_task("abc", 12, 1)),
+             "B": (synthetic_task("xyz", 24, 2), synthetic_task("xyz", 12, 3))}
+    make = lambda k: models.mini_alexnet(num_classes=k, width=0.0625, lrn=False, dropout=0.0)
+    frame = ab.run_ab(tasks, make, n_values=range(1, 8), seeds=[0, 1],
+                            train_kwargs={"epochs": 1, "batch_size": 12, "lr": 0.01, "augment": False,
+                                          "device": "cpu"},
+                            split="random", progress=False)
+    return pd.concat([frame, frame.assign(split="dissimilar")])
+
+
+def test_ab_runner_produces_every_configuration(ab_results):
+    r = ab_results[ab_results.split == "random"]
+    assert set(r.config) == set(ab.CONFIGS)
+    for config in ("BnB", "BnB+", "AnB", "AnB+"):
+        for n in range(1, 8):
+            assert sorted(r[(r.config == config) & (r.n == n)].seed) == [0, 1]
+    assert len(r[r.config == "baseA"]) == 2 and set(r[r.config == "baseB"].n) == {0}
+    assert r.top1.between(0, 1).all()
+    table = ab.summarize(ab_results)
+    assert table.shape == (12, 8)
+    assert ab.curve(ab_results, "AnB", "random").index.tolist() == list(range(1, 8))
+
+
+def test_ab_plot_and_panel_sweep(ab_results):
+    assert isinstance(ab.plot_ab(ab_results, "random"), plt.Figure)
+    for values in widgets.sweep(ab.AB_PANEL):
+        fig = ab.ab_panel(ab_results, **values)
+        assert isinstance(fig, plt.Figure)
+        plt.close(fig)
+    for bad in ({"n": 0}, {"n": 8}, {"config": "CnB"}, {"split": "other"}):
+        with pytest.raises(ValueError):
+            ab.ab_panel(ab_results, **{"n": 3, "config": "AnB", "split": "random", **bad})
+    with pytest.raises(ValueError, match="no results"):
+        ab.ab_panel(ab_results[ab_results.split == "random"], split="dissimilar")

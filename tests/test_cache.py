@@ -1,0 +1,64 @@
+"""coursekit.cache: one build-by-recipe cache (key, lock, load if matching, else build and save)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coursekit import cache
+
+
+class Builder:
+    """build() for the cache, counting its calls."""
+
+    def __init__(self, value):
+        self.value, self.calls = value, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.value
+
+
+def test_config_key_is_the_format_existing_cache_files_are_named_by():
+    # the hash every cache file name holds: changing it would make every cache a miss
+    assert cache.config_key({"b": [1, 2], "a": {"x": 0.5}}) == "fef440485b"
+    assert cache.config_key({"a": {"x": 0.5}, "b": [1, 2]}) == "fef440485b"  # key order does not matter
+
+
+def test_builds_once_then_loads(tmp_path):
+    path, build = tmp_path / "sub" / "thing.pt", Builder({"w": torch.arange(3)})
+    first, built = cache.cached(path, build, recipe={"lr": 0.1})
+    again, built_again = cache.cached(path, build, recipe={"lr": 0.1})
+    assert (built, built_again, build.calls) == (True, False, 1)
+    assert torch.equal(again["w"], first["w"])
+    stored = torch.load(path, weights_only=False)
+    assert list(stored) == ["recipe", "w"] and stored["recipe"] == {"lr": 0.1}  # the layout on disk
+
+
+def test_another_recipe_or_a_damaged_file_is_rebuilt(tmp_path):
+    path = tmp_path / "thing.pt"
+    cache.cached(path, Builder({"w": 1}), recipe={"lr": 0.1})
+    other, built = cache.cached(path, Builder({"w": 2}), recipe={"lr": 0.2})
+    assert built and other == {"recipe": {"lr": 0.2}, "w": 2}
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.warns(UserWarning, match="thing.pt"):  # the warning names the file it ignores
+        again, built = cache.cached(path, Builder({"w": 3}), recipe={"lr": 0.2})
+    assert built and again["w"] == 3
+
+
+def test_valid_keeps_the_callers_layout(tmp_path):
+    path, build = tmp_path / "features.pt", Builder(torch.ones(2, 3))
+    is_tensor = lambda stored: isinstance(stored, torch.Tensor)
+    cache.cached(path, build, valid=is_tensor)
+    loaded, built = cache.cached(path, build, valid=is_tensor)
+    assert not built and build.calls == 1
+    assert isinstance(torch.load(path, weights_only=False), torch.Tensor)  # saved as built, no recipe around it
+    _, built = cache.cached(path, build, valid=lambda stored: False)
+    assert built and build.calls == 2
+
+
+def test_leftovers_of_a_killed_writer_are_removed_before_building(tmp_path):
+    path = tmp_path / "thing.pt"
+    stale = tmp_path / "thing.pt.abc123.tmp"
+    stale.write_bytes(b"half")
+    cache.cached(path, Builder({"w": 1}), recipe=1)
+    assert not stale.exists() and path.exists()
