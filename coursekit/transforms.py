@@ -70,12 +70,12 @@ def random_rotate(degrees: float = 5.0) -> RandomAffine:
 
 # ---------------------------------------------------------------- Gaussian blur
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """A 1-D Gaussian summing to 1, radius 3 sigma."""
+def gaussian_kernel(sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A 1-D Gaussian summing to 1, radius 3 sigma (at least 1), length 2 * radius + 1, in `dtype`."""
     radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)  # then rounded once: float64 blurs stay float64-exact
     kernel = torch.exp(-t.pow(2) / (2 * sigma ** 2))
-    return kernel / kernel.sum()
+    return (kernel / kernel.sum()).to(dtype)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -85,7 +85,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         raise ValueError(f"blur sigma must be >= 0, not {sigma}")
     if sigma == 0:
         return x
-    k = gaussian_kernel(sigma).to(x)
+    k = gaussian_kernel(sigma, x.dtype).to(x.device)
     r, c = len(k) // 2, x.shape[1]
     if r >= min(x.shape[2:]):
         raise ValueError(f"blur sigma {sigma} is too large for a {tuple(x.shape[2:])} image")
