@@ -198,7 +198,7 @@ def attribution_panel(model: nn.Module, image: torch.Tensor, method: str, layer:
     shown = attr.cpu().numpy() if method == "saliency" else to_image(as_image(attr))
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
     axes[0].imshow(to_image(image[0]))
-    axes[1].imshow(shown, cmap="hot" if method == "saliency" else None)
+    axes[1].imshow(shown, cmap="inferno" if method == "saliency" else None)
     axes[1].set_title(f"{method}: {layer} unit {unit}", fontsize=9)
     for ax in axes:
         ax.axis("off")
@@ -218,13 +218,13 @@ def occlusion_panel(model: nn.Module, image: torch.Tensor, label: int, classes, 
     fig, axes = plt.subplots(1, 3, figsize=(9, 3))
     axes[0].imshow(to_image(image[0]))
     axes[0].set_title(f"{classes[label]}: p={result.base_prob:.2f}", fontsize=9)
-    im = axes[1].imshow(result.prob.numpy(), cmap="jet", vmin=0, vmax=max(result.base_prob, 1e-3))
+    im = axes[1].imshow(result.prob.numpy(), cmap="inferno", vmin=0, vmax=max(result.base_prob, 1e-3))
     axes[1].set_title(f"p({classes[label]}) with the square there", fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046)
     axes[2].imshow(result.top_class.numpy(), cmap="tab10" if len(classes) <= 10 else "tab20",
                    vmin=0, vmax=len(classes) - 1 if len(classes) <= 10 else None)
     names = sorted({classes[i] for i in result.top_class.flatten().tolist()})
-    axes[2].set_title("most probable: " + ", ".join(names[:3]) + ("..." if len(names) > 3 else ""), fontsize=8)
+    axes[2].set_title("most probable: " + ", ".join(names[:3]) + ("..." if len(names) > 3 else ""), fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()

@@ -59,10 +59,10 @@ class Backbone:
     def denormalize(self, x):
         return _data.denormalize(x, self.mean, self.std)
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (class name, probability) for each image of a [0, 1] batch."""
-        probs = self.model(x).softmax(1)
+        """Top-k (class name, probability) for each image of a [0, 1] batch (the model read in eval mode)."""
+        with _models.evaluating(self.model):
+            probs = self.model(x).softmax(1)
         top = probs.topk(min(k, probs.shape[1]), dim=1)
         return [[(self.classes[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
                 for ps, idx in zip(top.values, top.indices)]

@@ -172,7 +172,7 @@ def plot_learning_curves(results, ax=None, highlight: tuple | None = None):
     ax.set_xscale("log")
     ax.set_xlabel("labelled images per class")
     ax.set_ylabel("top-1 on the new task")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
