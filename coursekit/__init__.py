@@ -15,7 +15,7 @@ def setup(backbone: str | None = None, seed: int | None = None, verbose: bool = 
     Returns the Settings. Pass backbone='cifar10' or 'imagenet' to say which one the notebook uses
     (the printout names it); the model itself comes from coursekit.backbones.backbone(...).
     """
-    cfg = _settings.load()
+    cfg = _settings.current()
     _settings.seed_everything(cfg.seed if seed is None else seed)
     if verbose:
         print(describe(cfg, backbone))

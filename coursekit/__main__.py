@@ -40,7 +40,7 @@ def _add_doctor(commands) -> None:
 def _doctor(args) -> int:
     from . import backbones, describe
     import torch
-    cfg = _settings.load()
+    cfg = _settings.current()
     print(f"coursekit {__version__} (from {'a source checkout' if _settings.from_checkout() else 'an installed package'})")
     print(describe(cfg))
     print("data roots (COURSEKIT_DATA), searched in order:")
@@ -102,7 +102,7 @@ def _add_prefetch(commands) -> None:
 
 def _prefetch(args) -> int:
     from . import data
-    cfg = _settings.load()
+    cfg = _settings.current()
     try:  # downloads land in the data root, not the cache, so clean-cache never deletes them
         cfg.data_roots[0].mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -149,7 +149,7 @@ def _add_clean_cache(commands) -> None:
 
 def _clean_cache(args) -> int:
     import torch
-    cfg = _settings.load()
+    cfg = _settings.current()
     cache = cfg.cache_dir
     kept = [*(("data root", root) for root in cfg.data_roots), ("torch's cache", Path(torch.hub.get_dir())),
             ("home directory", Path.home()), ("coursekit package", Path(__file__).parent)]

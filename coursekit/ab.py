@@ -18,7 +18,7 @@ from . import settings as _settings
 from . import train as _train
 from . import transfer as _transfer
 from .transfer import LAYERS
-from .widgets import Choice, Slider, validate
+from .widgets import Choice, Slider, panel_controls, validate
 
 CONFIGS = ("baseA", "baseB", "BnB", "BnB+", "AnB", "AnB+")
 
@@ -73,7 +73,7 @@ def ab_recipe(cfg=None) -> dict:
     A narrow MiniAlexNet without LRN (its backward costs 7x on CPUs for about a point) and without
     dropout (in a few epochs it only slows learning). Full mode is sized for about 8 minutes on a
     2-core CPU (120 trainings); the paper's error bars need more seeds, each as costly again."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     return {"arch": {"width": 0.125, "lrn": False, "dropout": 0.0},
             "per_class": cfg.pick(quick=200, full=400), "test_per_class": cfg.pick(quick=200, full=1000),
             "epochs": cfg.pick(quick=5, full=8), "batch_size": 32, "lr": 0.03,
@@ -85,7 +85,7 @@ def cifar_ab(split: _data.Split, recipe: dict, cfg=None, progress: bool = True):
     """run_ab on two halves of CIFAR-10, cached on disk per (split, recipe, seed): a rerun is
     instant, and adding a seed trains only that seed."""
     import pandas as pd
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     frames = []
     for seed in recipe["seeds"]:
         one = {**recipe, "seeds": [seed]}
@@ -185,6 +185,7 @@ AB_PANEL = [Slider("n", 1, len(LAYERS) - 1, 1, 3, "copy first n layers"),
             Choice("split", ["random", "dissimilar"], "random")]
 
 
+@panel_controls(AB_PANEL)
 def ab_panel(results, n: int = 3, config: str = "AnB", split: str = "random"):
     """The layers copied / frozen / trained at n for one configuration, above the split's curves."""
     validate(AB_PANEL, n=n, config=config, split=split)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import data as _data
 from . import plot as _plot
 from .models import reads_model
-from .widgets import Choice, Slider, validate
+from .widgets import Choice, Slider, panel_controls, validate
 
 # ---------------------------------------------------------------- argument checks
 
@@ -170,12 +170,13 @@ def signed_steps(model, images, classes, targeted: bool, eps, step_size, steps: 
 
 
 ATTACKS = {"fgsm": fgsm, "bim": bim, "pgd": pgd}
+METHODS = tuple(ATTACKS)
 
 
 def attack(method: str, model, images, labels=None, eps: float = 8 / 255, target=None, **options) -> torch.Tensor:
-    """Run the attack called `method` ('fgsm', 'bim' or 'pgd')."""
+    """Run the attack called `method` (one of METHODS: 'fgsm', 'bim' or 'pgd')."""
     if method not in ATTACKS:
-        raise ValueError(f"unknown attack {method!r}; choose one of {list(ATTACKS)}")
+        raise ValueError(f"unknown attack {method!r}; choose one of {list(METHODS)}")
     return ATTACKS[method](model, images, labels, eps=eps, target=target, **options)
 
 
@@ -294,7 +295,6 @@ def adversarial_training(model: nn.Module, train_set: _data.ImageSet, eps: float
 
 # ---------------------------------------------------------------- the "Try it" panel
 
-METHODS = ["fgsm", "bim", "pgd"]
 NO_TARGET = "(untargeted)"
 
 
@@ -307,6 +307,7 @@ def attack_controls(classes: Sequence[str]) -> list:
 ATTACK_PANEL = attack_controls(_data.CIFAR10_CLASSES)  # the cifar10 backbone's panel
 
 
+@panel_controls(lambda backbone: attack_controls(backbone.classes))
 def attack_panel(backbone, image: torch.Tensor, label: int, eps: float = 4, method: str = "fgsm",
                  target: str = NO_TARGET):
     """Original, perturbation (auto-scaled) and adversarial image, with top-5 bars under each image."""

@@ -25,9 +25,7 @@ import torch.nn as nn
 from . import hooks
 from .models import reads_model
 from .plot import to_image
-from .widgets import Choice, Slider, validate
-
-METHODS = ("gradient", "saliency", "guided", "deconvnet")
+from .widgets import Choice, Slider, panel_controls, unit_beyond, unit_controls, validate
 
 
 # ---------------------------------------------------------------- the score to explain
@@ -96,12 +94,15 @@ def deconvnet(model, x, target=None, layer=None, unit=None, position="max") -> t
     return _backprop(model, x, "deconvnet", target, layer, unit, position)
 
 
+ATTRIBUTIONS = {"gradient": gradient, "saliency": saliency, "guided": guided_backprop, "deconvnet": deconvnet}
+METHODS = tuple(ATTRIBUTIONS)
+
+
 def attribute(model, x, method: str, **target) -> torch.Tensor:
     """Any of METHODS by name (same keyword arguments as the functions themselves)."""
-    functions = {"gradient": gradient, "saliency": saliency, "guided": guided_backprop, "deconvnet": deconvnet}
-    if method not in functions:
-        raise ValueError(f"unknown method {method!r}; choose one of {list(functions)}")
-    return functions[method](model, x, **target)
+    if method not in ATTRIBUTIONS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    return ATTRIBUTIONS[method](model, x, **target)
 
 
 def as_image(attr: torch.Tensor) -> torch.Tensor:
@@ -186,14 +187,20 @@ def occlusion(model: nn.Module, x: torch.Tensor, label: int, size: int, stride: 
 
 # ---------------------------------------------------------------- Try it panels
 
-UNIT_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-ATTRIBUTION_PANEL = [Choice("method", list(METHODS), "guided"), Choice("layer", UNIT_LAYERS, "conv5"),
-                     Slider("unit", 0, 31, 1, 0)]
+def attribution_controls(model: nn.Module) -> list:
+    """The method, a layer (the model's conv layers, the deepest shown first) and a unit slider
+    reaching the widest layer's last channel (widgets.unit_controls)."""
+    return [Choice("method", list(METHODS), "guided"), *unit_controls(model, "unit", pick=-1)]
 
 
+@panel_controls(attribution_controls)
 def attribution_panel(model: nn.Module, image: torch.Tensor, method: str, layer: str, unit: int):
-    """The image beside what `method` says makes `unit` of `layer` fire (its strongest position)."""
-    validate(ATTRIBUTION_PANEL, method=method, layer=layer, unit=unit)
+    """The image beside what `method` says makes `unit` of `layer` fire (its strongest position);
+    for a unit `layer` lacks, a message saying how many channels it has."""
+    validate(attribution_controls(model), method=method, layer=layer, unit=unit)
+    message = unit_beyond(model, layer, unit)
+    if message is not None:
+        return message
     attr = attribute(model, image, method, layer=layer, unit=unit)[0]
     shown = attr.cpu().numpy() if method == "saliency" else to_image(as_image(attr))
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
@@ -210,6 +217,7 @@ OCCLUSION_PANEL = [Slider("size", 10, 50, 5, 25, "occluder size (% of side)"),
                    Slider("stride", 5, 25, 5, 10, "stride (% of side)")]
 
 
+@panel_controls(OCCLUSION_PANEL)
 def occlusion_panel(model: nn.Module, image: torch.Tensor, label: int, classes, size: int, stride: int):
     """Occlusion maps of p(label) and of the most probable class, the occluder given in % of the side."""
     validate(OCCLUSION_PANEL, size=size, stride=stride)

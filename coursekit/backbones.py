@@ -71,7 +71,7 @@ class Backbone:
 def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
     """'imagenet' (torchvision AlexNet), 'cifar10' (the course's MiniAlexNet) or 'auto':
     imagenet when its weights load, else cifar10. Returned in eval mode on the settings' device."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     name = name or cfg.backbone
     if name not in {"auto", "imagenet", "cifar10"}:
         raise ValueError(f"unknown backbone {name!r}: use 'auto', 'imagenet' or 'cifar10'")
@@ -133,7 +133,7 @@ def _cpu_weights(model) -> dict:
 
 def cifar10_recipe(cfg=None) -> dict:
     """How the cifar10 backbone is trained: quick mode trains on a subset for fewer epochs."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     return {
         "arch": {"width": 0.5, "activation": "relu", "lrn": True, "overlap": True, "dropout": 0.5},
         "per_class": cfg.pick(quick=1000, full=None),
@@ -145,7 +145,7 @@ def cifar10_recipe(cfg=None) -> dict:
 
 def cifar10_cache_path(recipe: dict, cfg=None) -> Path:
     """Where the model trained by `recipe` is cached (one file per recipe)."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     return cfg.cache_dir / "models" / f"minialexnet-cifar10-{_cache.config_key(recipe)}.pt"
 
 
@@ -158,7 +158,7 @@ def trained_cifar10(recipe: dict | None = None, cfg=None,
     Concurrent callers wait for the one that trains (cache.cached); training checkpoints every
     epoch, so an interrupted run resumes where it stopped.
     """
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     recipe = recipe or cifar10_recipe(cfg)
     path = cifar10_cache_path(recipe, cfg)
     checkpoints = path.with_suffix(".checkpoints")
@@ -190,7 +190,7 @@ def source_recipe(classes, cfg=None) -> dict:
     """How the held-out-classes source network is trained: the backbone's ingredients, narrower,
     LRN off (its backward costs 7x on CPUs for about a point), dropout off and lr 0.02 (without
     LRN, lr 0.05 with dropout diverges here)."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     return {"classes": list(classes), "arch": {"width": 0.25, "lrn": False, "dropout": 0.0},
             "per_class": cfg.pick(quick=2000, full=None), "epochs": cfg.pick(quick=5, full=12),
             "batch_size": 128, "lr": 0.02, "weight_decay": 5e-4, "seed": cfg.seed, "version": 2}
@@ -199,7 +199,7 @@ def source_recipe(classes, cfg=None) -> dict:
 def trained_on_classes(recipe: dict, cfg=None, progress: bool = True):
     """A MiniAlexNet trained on only recipe['classes'] of CIFAR-10, cached like the backbone, in
     eval mode on the configured device. Returns (model, info with test top-1 on those classes)."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     path = cfg.cache_dir / "models" / f"minialexnet-classes-{_cache.config_key(recipe)}.pt"
     state, _ = _cache.cached(path, lambda: _train_source(recipe, cfg, progress), recipe)
     model = _trained_model(state, recipe["arch"], len(recipe["classes"]), cfg)

@@ -283,7 +283,7 @@ def _fingerprint(root: Path) -> str | None:
 def cached_folder(root: Path, size: int, cache_name: str, cfg=None) -> ImageSet:
     """image_folder(root, size), decoded once and cached under the cache dir (cache.cached), keyed
     by the folder's fingerprint: adding, removing or renaming an image decodes it again."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     key = _fingerprint(root)
 
     def decode() -> dict:
@@ -300,7 +300,7 @@ def cached_folder(root: Path, size: int, cache_name: str, cfg=None) -> ImageSet:
 
 def find_dataset(name: str, cfg=None) -> Path | None:
     """The first data root that holds `name` (e.g. 'cifar10', 'imagenet-samples')."""
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     for root in cfg.data_roots:
         if (root / name).is_dir():
             return root / name
@@ -314,7 +314,7 @@ def cifar10(split: str = "train", cfg=None) -> ImageSet:
     """
     if split not in {"train", "test"}:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     folder = find_dataset("cifar10", cfg)
     if folder is not None and (folder / split).is_dir():
         return cached_folder(folder / split, 32, f"cifar10-{split}", cfg)
@@ -409,7 +409,7 @@ def imagenet_samples(cfg=None) -> list[tuple[Path, int, str]]:
     """(path, class index, class name) for the one-photo-per-class ImageNet samples, by index."""
     folder = find_dataset("imagenet-samples", cfg)
     if folder is None:
-        cfg = cfg or _settings.load()
+        cfg = _settings.current(cfg)
         raise DataNotFoundError(f"no imagenet-samples folder under {[str(r) for r in cfg.data_roots]}; "
                                 f"set COURSEKIT_DATA to a root that has one, or use data.photo(...)")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

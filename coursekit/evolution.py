@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from . import hooks, train
 from .plot import filter_grid
-from .widgets import Slider, validate
+from .widgets import Slider, panel_controls, validate
 
 
 def train_with_snapshots(model: nn.Module, train_set, epochs: list[int], seed: int = 0,
@@ -126,6 +126,7 @@ def plot_similarity(table: dict[str, dict[int, float]], ylabel: str = "CKA to th
 SNAPSHOT_PANEL = [Slider("snapshot", 0, 4, 1, 4, "snapshot (0 = first)")]
 
 
+@panel_controls(SNAPSHOT_PANEL)
 def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str, dict[int, float]], snapshot: int):
     """conv1 filters at one snapshot, beside every layer's CKA to the final network then."""
     validate(SNAPSHOT_PANEL, snapshot=snapshot)

@@ -11,7 +11,7 @@ import torch
 from . import data as _data
 from . import models as _models
 from . import train as _train
-from .widgets import Choice
+from .widgets import Choice, panel_controls
 
 
 def epochs_to_reach(history: _train.History, error: float = 0.25) -> float:
@@ -86,6 +86,7 @@ def ablate(train_set, test_set, epochs: int, seeds=(0, 1), width: float = 0.25, 
 ABLATION_PANEL = [Choice("removed", list(ABLATIONS), "none (full recipe)", "remove")]
 
 
+@panel_controls(ABLATION_PANEL)
 def ablation_panel(results: pd.DataFrame, removed: str):
     """Test accuracy with one ingredient removed, beside the full recipe, every seed shown."""
     if removed not in ABLATIONS:

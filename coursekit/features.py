@@ -21,8 +21,8 @@ from . import cache as _cache
 from . import data as _data
 from . import hooks as _hooks
 from . import settings as _settings
-from .models import reads_model
-from .widgets import Choice, Slider, validate
+from .models import LAYERS, reads_model
+from .widgets import Choice, Slider, panel_controls, validate
 
 POOLS = ("avg", "max", "flatten")
 METRICS = ("cosine", "euclidean")
@@ -133,7 +133,7 @@ def cached_features(model: nn.Module, source, layers, pool="avg", name: str | No
     state_dict, so a retrained model never reuses stale features. Returns {layer: (N, D) CPU features}.
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
-    cfg = cfg or _settings.load()
+    cfg = _settings.current(cfg)
     model_key = name or fingerprint(model)
     data_key = fingerprint(source)
     found, fresh = {}, {}
@@ -276,7 +276,7 @@ def _to_hwc(image) -> np.ndarray:
 
 # ---------------------------------------------------------------- Try it: neighbours of a query
 
-NEIGHBOUR_SPACES = ["pixels", "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+NEIGHBOUR_SPACES = ["pixels", *LAYERS[:-1]]  # fc8 is the class scores, not a feature space
 NEIGHBOUR_PANEL = [Slider("query", 0, 11, 1, 0, "query image"),
                    Choice("space", NEIGHBOUR_SPACES, "fc7", "feature space")]
 
@@ -288,6 +288,7 @@ def space_features(model, source, space: str, pool="avg", name: str | None = Non
     return cached_features(model, source, [space], pool, name)[space]
 
 
+@panel_controls(NEIGHBOUR_PANEL)
 def neighbours_panel(model: nn.Module, bank: _data.ImageSet, queries: _data.ImageSet,
                      query: int = 0, space: str = "fc7", k: int = 8, name: str | None = None):
     """One query image and its k nearest bank images in the chosen space (Try-it callback)."""

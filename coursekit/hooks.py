@@ -34,6 +34,24 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if name and not list(module.children())]
 
 
+def conv_layers(model: nn.Module) -> list[str]:
+    """The names of the model's 2-d convolutions, in layer_names order (conv1 ... conv5 on both
+    backbones): the layers whose channels are the units and filters the course looks at."""
+    return [name for name in layer_names(model) if isinstance(get_layer(model, name), nn.Conv2d)]
+
+
+def channels(model: nn.Module, name: str) -> int:
+    """How many channels (a conv layer) or units (a fully connected layer) layer `name` outputs,
+    read from the layer itself. ValueError for a layer that has no such count of its own (ReLU,
+    pooling: ask the conv or linear layer before it)."""
+    layer = get_layer(model, name)
+    count = getattr(layer, "out_channels", None) or getattr(layer, "out_features", None)
+    if not isinstance(count, int):
+        raise ValueError(f"layer {name!r} ({type(layer).__name__}) has no channel count of its own; "
+                         f"ask a conv or linear layer, e.g. one of {conv_layers(model)}")
+    return count
+
+
 def _split_call(name: str) -> tuple[str, int | None]:
     """'block#1' -> ('block', 1); 'block' -> ('block', None)."""
     if not isinstance(name, str):

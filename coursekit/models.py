@@ -142,6 +142,11 @@ ALEXNET_ALIASES = {
     "fc8": "net.classifier.6",
 }
 
+# AlexNet's eight learned layers in forward order (L = 8 in Yosinski et al.): the one layer list,
+# which both backbones answer to. Every other list of AlexNet layers is derived from these two.
+LAYERS = tuple(name for name in ALEXNET_ALIASES if name.startswith(("conv", "fc")))
+CONV_LAYERS = tuple(name for name in LAYERS if name.startswith("conv"))
+
 
 def no_inplace(model: nn.Module) -> nn.Module:
     """Turn off in-place activations: captured activations and backward hooks need intact tensors."""

@@ -15,7 +15,7 @@ import torch.nn as nn
 from . import data as _data
 from . import hooks, receptive
 from .plot import rescale, to_image
-from .widgets import Choice, Slider, validate
+from . import widgets as _widgets
 
 
 @dataclass
@@ -104,16 +104,21 @@ def filter_image(weight: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- Try it: a unit's filter and top-9
 
-UNIT_PANEL = [Choice("layer", ["conv1", "conv2", "conv3", "conv4", "conv5"], "conv1"),
-              Slider("unit", 0, 31, 1, 0)]
+def unit_controls(model: nn.Module) -> list:
+    """A layer (the model's conv layers) and a unit slider reaching the widest layer's last
+    channel (widgets.unit_controls)."""
+    return _widgets.unit_controls(model, "unit")
 
 
+@_widgets.panel_controls(unit_controls)
 def unit_panel(model: nn.Module, top: TopActivations, images: torch.Tensor, layer: str, unit: int):
-    """A unit's filter weights beside the 9 patches that excite it most."""
-    validate(UNIT_PANEL, layer=layer, unit=unit)
+    """A unit's filter weights beside the 9 patches that excite it most; for a unit `layer`
+    lacks, a message saying how many channels it has."""
+    _widgets.validate(unit_controls(model), layer=layer, unit=unit)
+    message = _widgets.unit_beyond(model, layer, unit)
+    if message is not None:
+        return message
     weight = hooks.get_layer(model, layer).weight.detach().float().cpu()
-    if not 0 <= unit < weight.shape[0]:
-        raise ValueError(f"unit {unit} is out of range: {layer} has {weight.shape[0]} filters")
     patches = top.patches(images, layer, unit)
     rows = max(1, -(-len(patches) // 3))
     fig = plt.figure(figsize=(6.5, 2.2 + 0.4 * rows))

@@ -182,6 +182,14 @@ def class_examples(dataset, class_name: str, count: int = 8, ncols: int = 8):
     return image_grid(dataset.images[index], ncols=min(ncols, count), suptitle=class_name)
 
 
+def message(text: str, size: tuple[float, float] = (6, 1.6)):
+    """A figure holding only `text`: what a panel draws when the values picked have nothing to show,
+    so the student reads why inside the panel (an exception in a widget callback never reaches the cell)."""
+    fig = plt.figure(figsize=size)
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True)
+    return fig
+
+
 def use_headless() -> None:
     """Agg backend for scripts and tests (notebooks keep the inline backend)."""
     matplotlib.use("Agg")

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import hooks
-from .widgets import Choice, Slider, validate
+from .widgets import panel_controls, unit_beyond, unit_controls, validate
 
 
 @dataclass(frozen=True)
@@ -116,17 +116,22 @@ def crop(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 0.5)
 
 # ---------------------------------------------------------------- Try it: what one unit sees
 
-HIERARCHY_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-HIERARCHY_PANEL = [Choice("layer", HIERARCHY_LAYERS, "conv1"), Slider("channel", 0, 31, 1, 0)]
+def hierarchy_controls(model: nn.Module) -> list:
+    """A layer (the model's conv layers) and a channel slider reaching the widest layer's last
+    channel (widgets.unit_controls)."""
+    return unit_controls(model, "channel")
 
 
+@panel_controls(hierarchy_controls)
 def hierarchy_panel(model: nn.Module, image: torch.Tensor, layer: str, channel: int):
     """One channel's activation map for `image` (1, 3, S, S) beside the image, with the receptive
-    field of the most active unit drawn as a box: deeper layers see larger pieces of the image."""
-    validate(HIERARCHY_PANEL, layer=layer, channel=channel)
+    field of the most active unit drawn as a box: deeper layers see larger pieces of the image.
+    For a channel `layer` lacks, a message saying how many channels it has."""
+    validate(hierarchy_controls(model), layer=layer, channel=channel)
+    message = unit_beyond(model, layer, channel, "channel")
+    if message is not None:
+        return message
     act = hooks.activations(model, image, layer)[layer][0]
-    if not 0 <= channel < act.shape[0]:
-        raise ValueError(f"channel {channel} is out of range: {layer} has {act.shape[0]} channels")
     rf = receptive_fields(model, image.shape[-1])[layer]
     amap = act[channel]
     row, col = divmod(int(amap.argmax()), amap.shape[-1])

@@ -14,6 +14,7 @@ which), never site-packages, which may be read-only or shared by every user of a
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -114,6 +115,29 @@ def load() -> Settings:
         seed=int(seed_text),
         backbone=backbone,
     )
+
+
+def current(cfg: Settings | None = None) -> Settings:
+    """The settings library code runs with: `cfg` when the caller gives one, else the environment's.
+
+    The one accessor every call site uses. The environment is read again only when a variable it
+    depends on changed (COURSEKIT_*, and XDG_* / HOME for the per-user default directories), so a
+    test or notebook that sets os.environ between calls is seen at once, and a loop that calls
+    this each step does not re-read it. TypeError if `cfg` is not a Settings."""
+    if cfg is not None:
+        if not isinstance(cfg, Settings):
+            raise TypeError(f"cfg must be a coursekit.settings.Settings (settings.current() or "
+                            f"dataclasses.replace of one), not {type(cfg).__name__}")
+        return cfg
+    return _load_for(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_READ))))
+
+
+_READ = ("COURSEKIT_", "XDG_", "HOME")  # the variables load() depends on
+
+
+@functools.lru_cache(maxsize=16)
+def _load_for(environment: tuple) -> Settings:
+    return load()
 
 
 def seed_everything(seed: int) -> None:

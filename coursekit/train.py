@@ -187,7 +187,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     if test_set is not None:
         _data.check_same_classes(train_set.classes, test_set.classes, "test_set")
     _check_model(model, None)
-    cfg = _settings.load()
+    cfg = _settings.current()
     device = torch.device(device) if device is not None else cfg.device
     seed = cfg.seed if seed is None else seed
     autocast = device.type == "cuda" if autocast is None else autocast

@@ -20,9 +20,9 @@ from . import hooks as _hooks
 from . import models as _models
 from . import settings as _settings
 from . import train as _train
-from .widgets import Choice, validate
+from .widgets import Choice, panel_controls, validate
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")  # L = 8
+LAYERS = _models.LAYERS  # conv1 ... fc8: L = 8
 
 
 # ---------------------------------------------------------------- copy, freeze, re-initialize
@@ -96,7 +96,7 @@ def fit_groups(model: nn.Module, train_set: _data.ImageSet, groups: list[dict], 
     """SGD with one learning rate per parameter group (one-cycle schedule scaled per group).
 
     train.fit takes a single lr; this short loop is the same recipe with groups."""
-    device = torch.device(device) if device is not None else _settings.load().device
+    device = torch.device(device) if device is not None else _settings.current().device
     model.to(device).train()
     optimizer = torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay, nesterov=True)
     steps = math.ceil(len(train_set) / batch_size)
@@ -120,21 +120,40 @@ def fit_groups(model: nn.Module, train_set: _data.ImageSet, groups: list[dict], 
 
 # ---------------------------------------------------------------- few labels: learning curves
 
-METHODS = ("scratch", "fixed features", "fine-tune")
+def from_scratch(source: nn.Module, model: nn.Module) -> tuple[str, ...]:
+    """Nothing from source: every layer of `model` re-initialized and trained. Returns the
+    transferred layers (none)."""
+    transfer(source, model, 0)
+    return ()
+
+
+def fixed_features(source: nn.Module, model: nn.Module) -> tuple[str, ...]:
+    """source's conv1 ... fc7 copied and frozen; only the new fc8 learns. Returns conv1 ... fc7."""
+    transfer(source, model, len(LAYERS) - 1)
+    return LAYERS[:-1]
+
+
+def fine_tuned(source: nn.Module, model: nn.Module) -> tuple[str, ...]:
+    """source's conv1 ... fc7 copied and trained on (at the smaller transferred_lr), a new fc8.
+    Returns conv1 ... fc7."""
+    transfer(source, model, len(LAYERS) - 1, fine_tune=True)
+    return LAYERS[:-1]
+
+
+STARTS = {"scratch": from_scratch, "fixed features": fixed_features, "fine-tune": fine_tuned}
+METHODS = tuple(STARTS)
 
 
 def train_method(method: str, source: nn.Module, train_set: _data.ImageSet, make_model, epochs: int,
                  lr: float, transferred_lr: float, batch_size: int = 32, seed: int = 0) -> nn.Module:
-    """A network for train_set's classes: from scratch; on top of source's frozen conv1..fc7
-    ('fixed features': only the new fc8 learns); or all of it fine-tuned, the transferred layers
-    at the smaller transferred_lr."""
-    if method not in METHODS:
+    """A network for train_set's classes, started as STARTS[method] says (from scratch, fixed
+    features or fine-tuned), then trained, the transferred layers at the smaller transferred_lr."""
+    if method not in STARTS:
         raise ValueError(f"method={method!r}: use one of {METHODS}")
     torch.manual_seed(seed)
     model = make_model(len(train_set.classes))
-    n = 0 if method == "scratch" else len(LAYERS) - 1
-    transfer(source, model, n, fine_tune=method == "fine-tune")
-    groups = param_groups(model, LAYERS[:n], lr, transferred_lr)
+    transferred = STARTS[method](source, model)
+    groups = param_groups(model, transferred, lr, transferred_lr)
     return fit_groups(model, train_set, groups, epochs, batch_size, seed=seed)
 
 
@@ -190,6 +209,7 @@ LEARNING_PANEL = [Choice("labels", [5, 20, 100, 500], 20, "labels per class"),
                   Choice("method", list(METHODS), "fine-tune")]  # the controls for the default counts
 
 
+@panel_controls(learning_controls)
 def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
     """The learning curves with one (method, labels) point picked out and compared with scratch."""
     validate(learning_controls(results), labels=labels, method=method)

@@ -13,7 +13,8 @@ from . import hooks, optimize
 from . import objectives as O
 from . import param as P
 from . import transforms as T
-from .models import reads_model
+from .models import CONV_LAYERS, LAYERS, reads_model
+from .widgets import panel_controls
 
 # ---------------------------------------------------------------- Simonyan et al. 2014
 
@@ -172,6 +173,7 @@ def class_model_controls(classes):
             Choice("objective", ["score", "probability"], "score")]
 
 
+@panel_controls(lambda backbone: class_model_controls(backbone.classes))
 def class_model_panel(backbone, class_name: str, lam: float, steps: int, lr: float, objective: str = "score"):
     """The class model for one class, and how its score climbed."""
     from .widgets import validate
@@ -215,6 +217,7 @@ def regularized_class_model(model, c: int, size: int, steps: int, lr: float | No
                            progress=False)
 
 
+@panel_controls(REGULARIZATION_PANEL)
 def regularization_panel(backbone, class_index: int, decay: float, blur_sigma: float, blur_every: int,
                          norm_pct: float, contribution_pct: float, parameterization: str, steps: int):
     """Unregularized vs your regularizers for one class, each with its high-frequency energy."""
@@ -232,17 +235,20 @@ def regularization_panel(backbone, class_index: int, decay: float, blur_sigma: f
     return _figure(images, titles)
 
 
-DREAM_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+DREAM_LAYERS = list(CONV_LAYERS)  # the layers a model without its own list offers
 
 
 def deepdream_controls(model=None, size: int = 32, octaves: int = 6):
-    """Layer, octaves and steps. Given the model, the octave slider stops at the most octaves every
-    layer can take on a size x size image (each octave shrinks it by 1.4); without one, at `octaves`."""
+    """Layer, octaves and steps. Given the model, the layers are its conv layers and the octave slider
+    stops at the most octaves every one of them can take on a size x size image (each octave shrinks it
+    by 1.4); without one, DREAM_LAYERS and at most `octaves`."""
     from .widgets import Choice, Slider
+    layers = DREAM_LAYERS if model is None else hooks.conv_layers(model)
     if model is not None:
         octaves = min(octaves, *(optimize.max_octaves(model, O.layer_norm(layer), (size, size), OCTAVE_SCALE)
-                                 for layer in DREAM_LAYERS))
-    return [Choice("layer", DREAM_LAYERS, "conv3"), Slider("octaves", 1, octaves, 1, min(4, octaves)),
+                                 for layer in layers))
+    shown = layers[len(layers) // 2]  # conv3 on both backbones: mid-level patterns dream best
+    return [Choice("layer", layers, shown), Slider("octaves", 1, octaves, 1, min(4, octaves)),
             Slider("steps", 1, 30, 1, 5)]
 
 
@@ -251,6 +257,7 @@ def deepdream_controls(model=None, size: int = 32, octaves: int = 6):
 DEEPDREAM_PANEL = deepdream_controls(octaves=5)
 
 
+@panel_controls(lambda model, image: deepdream_controls(model, min(image.shape[-2:])))
 def deepdream_panel(model, image: torch.Tensor, layer: str, octaves: int, steps: int):
     """The photo before and after dreaming at one layer, with the layer's norm."""
     from .widgets import validate
@@ -260,7 +267,7 @@ def deepdream_panel(model, image: torch.Tensor, layer: str, octaves: int, steps:
     return _figure([image[0], result.image[0]], ["photo", f"dreamed at {layer}\nnorm {before:.3g} -> {after:.3g}"])
 
 
-INVERSION_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+INVERSION_LAYERS = list(LAYERS)
 
 
 def _inversion_controls():
@@ -273,6 +280,7 @@ def _inversion_controls():
 INVERSION_PANEL = _inversion_controls()
 
 
+@panel_controls(INVERSION_PANEL)
 def inversion_panel(model, target: torch.Tensor, depth: int, tv_weight: float, steps: int, layers=None):
     """The target beside its reconstruction from one layer, with both errors."""
     from .widgets import validate

@@ -5,10 +5,15 @@ The callback is an ordinary function (tests call it directly across the declared
 
     controls = [Slider("eps", 0, 16, 1, 4), Choice("method", ["fgsm", "pgd"])]
     panel(partial(show_attack, backbone, image), controls)
+
+A coursekit callback declares its controls where it is defined, with `@panel_controls(...)`: the
+list itself, or a function building it from the callback's own arguments (a unit slider's range
+comes from the model). PANELS, the registry that decorator fills, is how tests find every panel.
 """
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -79,6 +84,62 @@ def sweep(controls: Sequence[Slider | Choice]):
     for control in controls:
         for value in control.values():
             yield {**defaults, control.name: value}
+
+
+# ---------------------------------------------------------------- the registry of Try-it panels
+
+@dataclass(frozen=True)
+class Registered:
+    """A Try-it callback and its controls: a list, or a function building them from some of the
+    callback's arguments, matched by parameter name (e.g. `model`, `backbone`, `results`)."""
+    callback: Callable
+    controls: Sequence[Slider | Choice] | Callable[..., list]
+
+    def build(self, **arguments) -> list:
+        """The controls for a callback called with `arguments` (those the builder does not name are ignored)."""
+        if not callable(self.controls):
+            return list(self.controls)
+        wanted = inspect.signature(self.controls).parameters
+        return list(self.controls(**{k: v for k, v in arguments.items() if k in wanted}))
+
+
+PANELS: dict[str, Registered] = {}  # "coursekit.module.callback" -> Registered, filled on import
+
+
+def panel_controls(controls):
+    """Decorator: register the decorated Try-it callback in PANELS with its controls (a list of
+    Slider/Choice, or a function building the list from the callback's arguments by name).
+    Returns the callback unchanged."""
+    def register(callback: Callable) -> Callable:
+        PANELS[f"{callback.__module__}.{callback.__name__}"] = Registered(callback, controls)
+        return callback
+    return register
+
+
+# ---------------------------------------------------------------- controls built from the network
+
+def unit_controls(model, unit: str = "unit", pick: int = 0) -> list:
+    """A "layer" choice over the model's conv layers (layer `pick` first shown) and a slider over
+    their channels. One slider serves every layer, so it reaches the widest layer's last channel
+    (every channel of every layer can be picked); for a unit a narrower layer lacks, the callback
+    draws `unit_beyond`'s message instead of failing where the student cannot see it."""
+    from . import hooks
+    layers = hooks.conv_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv2d layer to pick {unit}s from")
+    widest = max(hooks.channels(model, layer) for layer in layers)
+    return [Choice("layer", layers, layers[pick]), Slider(unit, 0, widest - 1, 1, 0)]
+
+
+def unit_beyond(model, layer: str, unit: int, name: str = "unit"):
+    """None when `layer` has channel `unit`, else a Figure saying how many channels it has and what
+    to do (the unit slider is sized for the widest layer)."""
+    from . import hooks, plot
+    count = hooks.channels(model, layer)
+    if unit < count:
+        return None
+    return plot.message(f"{layer} has {count} channels ({name}s 0..{count - 1}), so it has no {name} {unit}:\n"
+                        f"move the {name} slider to {count - 1} or below, or pick a wider layer")
 
 
 def _png_output(figure) -> dict:

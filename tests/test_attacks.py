@@ -258,3 +258,9 @@ def test_attack_figure_enhances_the_perturbation_around_grey():
     backbone, x = tiny_backbone(), batch(n=1)[0]
     figure = attacks.attack_figure(backbone, x, (x + 1 / 255).clamp(0, 1), enhance=127)
     assert isinstance(figure, matplotlib.figure.Figure)
+
+
+def test_methods_are_the_attack_table():
+    assert attacks.METHODS == tuple(attacks.ATTACKS) == ("fgsm", "bim", "pgd")
+    with pytest.raises(ValueError, match="'fgsm', 'bim', 'pgd'"):
+        attacks.attack("cw", tiny_cnn(), batch(n=1), 0)

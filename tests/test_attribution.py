@@ -163,6 +163,17 @@ def test_occlusion_is_batched_consistently():
         attribution.occlusion(model, x[0, 0, 0], 3, size=8, stride=4)  # a 1-D tensor, not an image
 
 
+def test_methods_are_the_dispatch_table_and_attribute_runs_each():
+    assert attribution.METHODS == tuple(attribution.ATTRIBUTIONS)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    x = torch.rand(2, 3, 2, 2)
+    for name, function in attribution.ATTRIBUTIONS.items():
+        assert torch.equal(attribution.attribute(model, x, name, target=1), function(model, x, target=1))
+    with pytest.raises(ValueError, match="deconvnet"):
+        attribution.attribute(model, x, "lrp")
+
+
 @pytest.fixture(scope="module")
 def tiny_backbone():
     torch.manual_seed(0)
@@ -171,12 +182,17 @@ def tiny_backbone():
 
 def test_attribution_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
     model, x = tiny_backbone
-    for values in widgets.sweep(attribution.ATTRIBUTION_PANEL):
+    controls = attribution.attribution_controls(model)
+    for values in widgets.sweep(controls):
         plt.close(attribution.attribution_panel(model, x, **values))
-    with pytest.raises(ValueError):
-        attribution.attribution_panel(model, x, "guided", "conv5", 32)
+    with pytest.raises(ValueError, match="unit"):  # beyond the widest layer (conv3: 192 channels at width 0.5)
+        attribution.attribution_panel(model, x, "guided", "conv5", 192)
     with pytest.raises(ValueError):
         attribution.attribution_panel(model, x, "lrp", "conv5", 0)
+    # conv1 has 32 channels at width 0.5: unit 100 is on the slider (for conv3) but not in conv1
+    figure = attribution.attribution_panel(model, x, "guided", "conv1", 100)
+    assert "conv1 has 32 channels" in " ".join(t.get_text() for t in figure.texts)
+    plt.close(figure)
 
 
 def test_occlusion_panel_sweeps_and_rejects_out_of_range(tiny_backbone):

@@ -29,6 +29,25 @@ def test_dotted_names_work_on_any_module():
     assert hooks.layer_names(model) == ["body.0", "body.1", "head"]
 
 
+def test_channels_and_conv_layers_are_read_from_the_model():
+    tiny = Tiny()
+    assert hooks.channels(tiny, "body.0") == 4 and hooks.channels(tiny, "head") == 2
+    assert hooks.conv_layers(tiny) == []
+    with pytest.raises(ValueError, match="'body.1'"):  # a ReLU has no channel count of its own
+        hooks.channels(tiny, "body.1")
+    mini = models.mini_alexnet(width=0.5)
+    assert hooks.conv_layers(mini) == list(models.CONV_LAYERS)
+    assert [hooks.channels(mini, name) for name in models.CONV_LAYERS] == [32, 96, 192, 128, 128]
+
+
+def test_the_layer_list_is_what_both_backbones_answer_to():
+    assert models.LAYERS == ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+    for model in (models.mini_alexnet(width=0.125), models.alexnet(pretrained=False)):
+        learned = [n for n in hooks.layer_names(model)
+                   if isinstance(hooks.get_layer(model, n), (nn.Conv2d, nn.Linear))]
+        assert learned == list(models.LAYERS)
+
+
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(KeyError) as err:
         hooks.get_layer(models.mini_alexnet(), "conv9")

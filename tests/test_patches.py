@@ -45,10 +45,13 @@ def test_unit_panel_and_patch_grid_sweep_and_reject_out_of_range():
     model = models.mini_alexnet(width=0.5).eval()
     images = (torch.rand(24, 3, 32, 32) * 255).to(torch.uint8)
     top = patches.mine(model, images, ["conv1", "conv2", "conv3", "conv4", "conv5"])
-    for values in widgets.sweep(patches.UNIT_PANEL):
+    for values in widgets.sweep(patches.unit_controls(model)):
         plt.close(patches.unit_panel(model, top, images, **values))
     plt.close(patches.patch_grid(top, images, "conv3", range(3)))
-    with pytest.raises(ValueError):
-        patches.unit_panel(model, top, images, "conv1", 32)
+    with pytest.raises(ValueError, match="unit"):  # beyond the widest layer (conv3: 192 channels at width 0.5)
+        patches.unit_panel(model, top, images, "conv1", 192)
+    figure = patches.unit_panel(model, top, images, "conv1", 32)  # on the slider, not in conv1's 32
+    assert "conv1 has 32 channels" in " ".join(t.get_text() for t in figure.texts)
+    plt.close(figure)
     with pytest.raises(ValueError):
         patches.unit_panel(model, top, images, "fc6", 0)

@@ -2,7 +2,7 @@ import matplotlib.figure
 import pytest
 import torch
 
-from coursekit import plot, train, widgets
+from coursekit import attribution, backbones, hooks, models, patches, plot, receptive, train, widgets
 
 
 def test_every_plot_returns_a_figure():
@@ -19,6 +19,7 @@ def test_every_plot_returns_a_figure():
         plot.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"]),
         plot.topk_bars([("cat", 0.7), ("dog", 0.2)]),
         plot.predictions_panel(images[:2], [[("cat", 0.7)], [("dog", 0.6)]]),
+        plot.message("conv1 has 64 channels"),
     ]
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
 
@@ -44,6 +45,44 @@ def test_validate_names_the_slider_and_range():
         widgets.validate(CONTROLS, method="cw")
     with pytest.raises(TypeError):
         widgets.validate(CONTROLS, eps="big")
+
+
+def test_panel_controls_registers_the_callback_with_its_controls(monkeypatch):
+    monkeypatch.setattr(widgets, "PANELS", {})
+    fixed = [widgets.Slider("eps", 0, 16, 1, 4)]
+
+    @widgets.panel_controls(fixed)
+    def eps_panel(model, eps):
+        return eps
+
+    @widgets.panel_controls(lambda model: [widgets.Slider("unit", 0, model - 1, 1, 0)])
+    def unit_panel(model, image, unit):
+        return unit
+
+    assert eps_panel(None, 3) == 3  # the callback itself is unchanged
+    assert set(widgets.PANELS) == {f"{__name__}.eps_panel", f"{__name__}.unit_panel"}
+    assert widgets.PANELS[f"{__name__}.eps_panel"].build(model=None, image=None) == fixed
+    built = widgets.PANELS[f"{__name__}.unit_panel"].build(model=64, image=None)  # image: not the builder's
+    assert built == [widgets.Slider("unit", 0, 63, 1, 0)]
+
+
+COURSE_WIDTH = backbones.cifar10_recipe()["arch"]["width"]
+
+
+@pytest.mark.parametrize("make", [lambda: models.mini_alexnet(width=COURSE_WIDTH),
+                                  lambda: models.alexnet(pretrained=False)], ids=["cifar10", "imagenet"])
+def test_unit_sliders_reach_every_channel_of_every_layer_on_both_backbones(make):
+    model = make()
+    counts = {layer: hooks.channels(model, layer) for layer in ["conv1", "conv2", "conv3", "conv4", "conv5"]}
+    for build in (attribution.attribution_controls, patches.unit_controls, receptive.hierarchy_controls):
+        controls = {c.name: c for c in build(model)}
+        slider = controls.get("unit", controls.get("channel"))
+        assert list(controls["layer"].options) == list(counts), build.__qualname__
+        assert (slider.min, slider.max) == (0, max(counts.values()) - 1), build.__qualname__
+    narrowest = min(counts, key=counts.get)
+    assert widgets.unit_beyond(model, narrowest, counts[narrowest] - 1) is None
+    figure = widgets.unit_beyond(model, narrowest, counts[narrowest])
+    assert f"{narrowest} has {counts[narrowest]} channels" in figure.texts[0].get_text()
 
 
 def test_sweep_covers_ends_and_options():

@@ -58,9 +58,12 @@ def test_hierarchy_panel_sweeps_and_rejects_out_of_range():
     torch.manual_seed(0)
     model = models.mini_alexnet(width=0.5).eval()
     x = torch.rand(1, 3, 32, 32)
-    for values in widgets.sweep(receptive.HIERARCHY_PANEL):
+    for values in widgets.sweep(receptive.hierarchy_controls(model)):
         plt.close(receptive.hierarchy_panel(model, x, **values))
-    with pytest.raises(ValueError):
-        receptive.hierarchy_panel(model, x, "conv1", 32)
+    with pytest.raises(ValueError, match="channel"):  # beyond the widest layer (conv3: 192 channels at width 0.5)
+        receptive.hierarchy_panel(model, x, "conv1", 192)
+    figure = receptive.hierarchy_panel(model, x, "conv1", 32)  # on the slider, not in conv1's 32
+    assert "conv1 has 32 channels" in " ".join(t.get_text() for t in figure.texts)
+    plt.close(figure)
     with pytest.raises(ValueError):
         receptive.hierarchy_panel(model, x, "fc9", 0)

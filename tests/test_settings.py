@@ -1,3 +1,4 @@
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -110,3 +111,25 @@ def test_installed_package_still_obeys_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSEKIT_CACHE", str(tmp_path / "cache"))
     cfg = settings.load()
     assert cfg.data_roots == (tmp_path / "data",) and cfg.cache_dir == tmp_path / "cache"
+
+
+def test_current_sees_environment_changes_and_reads_it_once_per_change(monkeypatch):
+    loads = []
+    real = settings.load
+    monkeypatch.setattr(settings, "load", lambda: loads.append(1) or real())
+    monkeypatch.setenv("COURSEKIT_SEED", "918273")  # a value no earlier call has cached
+    first = settings.current()
+    assert first.seed == 918273 and settings.current() is first and len(loads) == 1
+    monkeypatch.setenv("COURSEKIT_SEED", "918274")  # as a test's fixture does between calls
+    assert settings.current().seed == 918274 and len(loads) == 2
+    given = dataclasses.replace(first, seed=5)
+    assert settings.current(given) is given
+    with pytest.raises(TypeError, match="Settings"):
+        settings.current({"seed": 5})
+
+
+def test_library_code_reads_settings_only_through_current():
+    package = settings.PROJECT_ROOT / "coursekit"
+    readers = [f"{path.relative_to(package)}:{i}" for path in package.rglob("*.py") if path.name != "settings.py"
+               for i, line in enumerate(path.read_text().splitlines(), 1) if "settings.load(" in line]
+    assert not readers, f"call settings.current(cfg) instead of settings.load() at {readers}"

@@ -90,3 +90,24 @@ def test_param_groups_give_transferred_layers_their_own_lr():
     transfer.set_trainable(model, ["conv1"], False)
     groups = transfer.param_groups(model, ["conv1", "conv2"], lr=0.1, transferred_lr=0.01)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters())) - 2
+
+
+@pytest.mark.parametrize("method, trainable, copied", [
+    ("scratch", transfer.LAYERS, ()),
+    ("fixed features", ("fc8",), transfer.LAYERS[:-1]),
+    ("fine-tune", transfer.LAYERS, transfer.LAYERS[:-1]),
+])
+def test_each_learning_curve_method_starts_the_network_as_named(method, trainable, copied):
+    assert transfer.METHODS == tuple(transfer.STARTS) == ("scratch", "fixed features", "fine-tune")
+    source, model = tiny(seed=0), tiny(seed=1)
+    assert transfer.STARTS[method](source, model) == copied
+    assert transfer.trainable_layers(model) == list(trainable)
+    for name in transfer.LAYERS:
+        same = all(torch.equal(a, b) for a, b in zip(layer_state(source, name).values(),
+                                                       layer_state(model, name).values()))
+        assert same == (name in copied), f"{method}: {name}"
+
+
+def test_train_method_names_the_methods_for_an_unknown_one():
+    with pytest.raises(ValueError, match="fixed features"):
+        transfer.train_method("linear probe", tiny(), None, tiny, 1, 0.1, 0.01)

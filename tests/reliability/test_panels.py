@@ -1,11 +1,12 @@
-"""Every "Try it" panel, found generically, fuzzed with hypothesis across its controls' ranges
-(must draw) and just beyond them (must raise a ValueError or TypeError naming the control).
+"""Every "Try it" panel, found through its registry, fuzzed with hypothesis across its controls'
+ranges (must draw) and just beyond them (must raise a ValueError or TypeError naming the control).
 
-A panel is a module-level list of widgets.Slider/Choice named *_PANEL in a coursekit module; its
-callback is the module's function named like it (ATTACK_PANEL -> attack_panel) or, failing that, the
-*_panel function whose parameters include every control's name. The arguments before the controls
-(model, image, ...) are built by name in CONTEXT with tiny models; a panel that needs an argument
-CONTEXT cannot build is skipped, naming it.
+A panel is a callback registered with @widgets.panel_controls (widgets.PANELS, filled when every
+coursekit module is imported); its controls are the registered list, or built by the registered
+builder from the callback's own arguments (a unit slider from the model). Those arguments (model,
+image, ...) are built by name in CONTEXT with tiny models; a panel that needs an argument CONTEXT
+cannot build is skipped, naming it. A module function named *_panel that is not registered fails
+test_every_panel_callback_is_registered, so no panel escapes the fuzzing by its name.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import copy
 import importlib
 import inspect
 import pkgutil
+import sys
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -22,38 +24,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import coursekit
-from coursekit import data
+from coursekit import data, widgets
 from coursekit.widgets import Choice, Slider
 
 from .tiny import image, tiny_backbone, tiny_model, toy_set
 
-SKIP_MODULES = {"__main__"}  # runs the command line when imported
-UNIT_SLIDERS = {"unit", "channel"}  # these index a layer's channels: they need the backbone's width
+SKIP_MODULES = {"coursekit.__main__"}  # runs the command line when imported
+NOT_PANELS = {"coursekit.plot.predictions_panel": "a figure of images and their top-k bars, no controls"}
 KNOWN_BUGS: dict = {}  # panel -> (exception, reason): xfail until its owner fixes it
 
 
-def discover_panels():
-    found = []
-    for info in pkgutil.iter_modules(coursekit.__path__):
-        if info.name in SKIP_MODULES:
-            continue
-        module = importlib.import_module(f"coursekit.{info.name}")
-        for name, controls in vars(module).items():
-            if (name.endswith("_PANEL") and isinstance(controls, list) and controls
-                    and all(isinstance(c, (Slider, Choice)) for c in controls)):
-                found.append((module, name, controls))
-    return found
+def coursekit_modules():
+    """Every coursekit module, imported (which registers its panels)."""
+    return [importlib.import_module(info.name) for info in pkgutil.walk_packages(coursekit.__path__, "coursekit.")
+            if info.name not in SKIP_MODULES]
 
 
-def find_callback(module, panel_name: str, controls):
-    names = {c.name for c in controls}
-    takes_all = lambda f: names <= set(inspect.signature(f).parameters)
-    exact = getattr(module, panel_name[: -len("_PANEL")].lower() + "_panel", None)
-    if callable(exact) and takes_all(exact):
-        return exact
-    candidates = [f for n, f in vars(module).items() if n.endswith("_panel") and inspect.isfunction(f)
-                  and f.__module__ == module.__name__ and takes_all(f)]
-    return candidates[0] if len(candidates) == 1 else None
+def panel_functions():
+    """'module.name' of every function named *_panel defined in a coursekit module."""
+    return sorted(f"{module.__name__}.{name}" for module in coursekit_modules() for name, f in vars(module).items()
+                  if name.endswith("_panel") and inspect.isfunction(f) and f.__module__ == module.__name__)
 
 
 # ---------------------------------------------------------------- what the leading arguments are
@@ -109,13 +99,14 @@ CONTEXT = {  # parameter name -> builder(module, model)
 }
 
 
-def leading_arguments(module, callback, controls):
-    """The callback's arguments that are not controls, built by name (or callback.name); and what is missing."""
-    names = {c.name for c in controls}
-    model = tiny_model(width=0.5 if names & UNIT_SLIDERS else 0.125)  # 0.5: the backbone's 32 conv1 channels
+def leading_arguments(callback):
+    """The callback's arguments without defaults, built by name (or callback.name), and what is missing.
+    Controls have no CONTEXT builder; they are what resolve() leaves out once the controls are known."""
+    module = sys.modules[callback.__module__]
+    model = tiny_model(width=0.125)  # unit sliders are built from this model's own widths
     args, missing = {}, []
     for name, parameter in inspect.signature(callback).parameters.items():
-        if name in names or parameter.default is not inspect.Parameter.empty:
+        if parameter.default is not inspect.Parameter.empty:
             continue
         builder = CONTEXT.get(f"{callback.__name__}.{name}", CONTEXT.get(name))
         if builder is not None:
@@ -125,19 +116,21 @@ def leading_arguments(module, callback, controls):
     return args, missing
 
 
-PANELS = discover_panels()
-IDS = [f"{module.__name__.split('.')[-1]}.{name}" for module, name, _ in PANELS]
+coursekit_modules()
+PANELS = sorted(widgets.PANELS.items())
+IDS = [name.removeprefix("coursekit.") for name, _ in PANELS]
 
 
-def resolve(module, name, controls):
-    callback = find_callback(module, name, controls)
-    if callback is None:
-        pytest.skip(f"{module.__name__}.{name}: no callback named {name[:-6].lower()}_panel or taking "
-                    f"{[c.name for c in controls]}")
-    args, missing = leading_arguments(module, callback, controls)
+def resolve(registered: widgets.Registered):
+    """The callback, its leading arguments and its controls (built from those arguments)."""
+    callback = registered.callback
+    args, missing = leading_arguments(callback)
+    controls = registered.build(**args)
+    names = {c.name for c in controls}
+    missing = [name for name in missing if name not in names]
     if missing:
         pytest.skip(f"{callback.__qualname__} needs {missing}: add a builder to CONTEXT in {__name__}")
-    return callback, args
+    return callback, {k: v for k, v in args.items() if k not in names}, controls
 
 
 def grid(slider: Slider) -> list:
@@ -174,13 +167,19 @@ FUZZ = settings(max_examples=3, deadline=None, derandomize=True,
 
 
 def test_panels_were_found():
-    assert PANELS, "no *_PANEL lists of Slider/Choice controls in any coursekit module"
+    assert PANELS, "no callback registered with @widgets.panel_controls in any coursekit module"
 
 
-@pytest.mark.parametrize("module, name, controls", PANELS, ids=IDS)
-def test_panel_draws_across_its_ranges(module, name, controls, faults):
-    callback, args = resolve(module, name, controls)
-    panel_id = f"{module.__name__.split('.')[-1]}.{name}"
+def test_every_panel_callback_is_registered():
+    unregistered = [name for name in panel_functions() if name not in widgets.PANELS and name not in NOT_PANELS]
+    assert not unregistered, (f"{unregistered} look like Try-it callbacks but are not registered: declare their "
+                              f"controls with @widgets.panel_controls(...) (or list them in NOT_PANELS, saying why)")
+
+
+@pytest.mark.parametrize("panel_id, registered", PANELS, ids=IDS)
+def test_panel_draws_across_its_ranges(panel_id, registered, faults):
+    callback, args, controls = resolve(registered)
+    panel_id = panel_id.removeprefix("coursekit.")
     if panel_id in KNOWN_BUGS:
         error, reason = KNOWN_BUGS[panel_id]
         if _fails_with(error, callback, args, controls):
@@ -210,9 +209,9 @@ def _fails_with(error, callback, args, controls) -> bool:
     return False
 
 
-@pytest.mark.parametrize("module, name, controls", PANELS, ids=IDS)
-def test_panel_rejects_values_beyond_its_ranges(module, name, controls, faults):
-    callback, args = resolve(module, name, controls)
+@pytest.mark.parametrize("panel_id, registered", PANELS, ids=IDS)
+def test_panel_rejects_values_beyond_its_ranges(panel_id, registered, faults):
+    callback, args, controls = resolve(registered)
 
     @FUZZ
     @given(case=beyond(controls))
