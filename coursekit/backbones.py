@@ -1,7 +1,9 @@
 """The two trained networks every notebook runs on, and the cached networks trained beside them.
 
 `backbone(name)` returns a `Backbone`: a trained model taking pixels in [0, 1] with what a notebook
-needs beside it (preprocessing, class names, layer names, why this one). 'imagenet' is torchvision's
+needs beside it (preprocessing, class names, layer names, why this one) and everything that differs
+between the two networks (example classes and image, photo size, an untrained copy, how much work the
+costly loops get), so a notebook has one code path on either. 'imagenet' is torchvision's
 AlexNet with IMAGENET1K_V1 weights; 'cifar10' is the course's MiniAlexNet, trained here by
 `cifar10_recipe` on a cache miss (`trained_cifar10`). `trained_on_classes` trains a source network
 on some of CIFAR-10's classes, for transfer to the others. Both caches go through cache.cached and
@@ -12,6 +14,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -37,7 +40,14 @@ def imagenet_weights_cached() -> bool:
 
 @dataclass
 class Backbone:
-    """A trained model taking [0, 1] pixels, with what a notebook needs beside it."""
+    """A trained model taking [0, 1] pixels, with what a notebook needs beside it.
+
+    What differs between the two backbones lives here, so notebooks never branch on `name`:
+    `example_classes` (class indices the notebooks show, in order), `photo_size` (side in pixels at
+    which photos are optimized and shown interactively), `budget` (per-backbone work of the costly
+    loops, each a {"quick": ..., "full": ...} pair for `settings.pick(**bb.budget[key])`),
+    `architecture` (builds the same network with fresh random weights; see `untrained`).
+    """
     name: str
     model: _models.PixelModel
     classes: list[str]
@@ -47,11 +57,19 @@ class Backbone:
     layers: list[str]
     reason: str = ""
     info: dict = field(default_factory=dict)
+    example_classes: list[int] = field(default_factory=list)
+    photo_size: int = 0
+    budget: dict = field(default_factory=dict)
+    architecture: Callable[[], _models.PixelModel] | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def preprocess(self, image) -> torch.Tensor:
         """A photo (path, PIL image or HxWx3 uint8 array) as a (1, 3, S, S) batch on the model's device."""
         x = _data.load_photo(image, self.input_size)
-        return x.to(next(self.model.parameters()).device)
+        return x.to(self.device)
 
     def normalize(self, x):
         return _data.normalize(x, self.mean, self.std)
@@ -66,6 +84,25 @@ class Backbone:
         top = probs.topk(min(k, probs.shape[1]), dim=1)
         return [[(self.classes[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
                 for ps, idx in zip(top.values, top.indices)]
+
+    def untrained(self) -> _models.PixelModel:
+        """The same architecture with fresh random weights (drawn from torch's global RNG: seed it
+        first for a repeatable copy), wrapped the same way, in eval mode on the model's device: the
+        null a trained network is compared against."""
+        if self.architecture is None:
+            raise ValueError(f"backbone {self.name!r} was built without an `architecture`; build it with "
+                             f"backbones.backbone(), or pass architecture=<function returning the network>")
+        return self.architecture().to(self.device).eval()
+
+    def example_image(self) -> torch.Tensor:
+        """The running example, a photo of a cat, as a (1, 3, input_size, input_size) [0, 1] batch on
+        the model's device: the first cat of the CIFAR-10 test set for cifar10, scikit-image's
+        'chelsea' for imagenet."""
+        if self.name == "cifar10":
+            test = _data.cifar10("test")
+            first_cat = int((test.labels == _data.CIFAR10_CLASSES.index("cat")).nonzero()[0])
+            return test.floats()[[first_cat]].to(self.device)
+        return self.preprocess(_data.photo("chelsea"))
 
 
 def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
@@ -86,8 +123,20 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
     else:
         reason = "cifar10 backbone, as asked"
     model, info = trained_cifar10(cfg=cfg, progress=progress)
+    arch = info["recipe"]["arch"]
     return Backbone("cifar10", model, list(_data.CIFAR10_CLASSES), 32,
-                    _data.CIFAR10_MEAN, _data.CIFAR10_STD, list(model.aliases), reason, info)
+                    _data.CIFAR10_MEAN, _data.CIFAR10_STD, list(model.aliases), reason, info,
+                    example_classes=list(range(10)), photo_size=96, budget=CIFAR10_BUDGET,
+                    architecture=lambda: _models.mini_alexnet(**arch))
+
+
+# How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
+# a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
+CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160}}
+IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224}}
+# the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
+# chihuahua, strawberry
+IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
 
 
 def _imagenet_unavailable(cfg) -> str | None:
@@ -103,12 +152,14 @@ def _imagenet_unavailable(cfg) -> str | None:
 def _imagenet_backbone(cfg) -> Backbone:
     model = _models.alexnet(pretrained=True).to(cfg.device).eval()
     return Backbone("imagenet", model, imagenet_classes(), 224, _models.IMAGENET_MEAN, _models.IMAGENET_STD,
-                    list(_models.ALEXNET_ALIASES), "imagenet backbone: torchvision AlexNet, IMAGENET1K_V1 weights")
+                    list(_models.ALEXNET_ALIASES), "imagenet backbone: torchvision AlexNet, IMAGENET1K_V1 weights",
+                    example_classes=list(IMAGENET_EXAMPLE_CLASSES), photo_size=224, budget=IMAGENET_BUDGET,
+                    architecture=lambda: _models.alexnet(pretrained=False))
 
 
-def held_out_images(backbone: Backbone, n: int, seed: int = 0) -> _data.ImageSet:
-    """n labelled images the backbone never trained on: CIFAR-10 test images (class-balanced),
-    or ImageNet sample photos at the backbone's input size."""
+def held_out_images(backbone: Backbone, n: int | None, seed: int = 0) -> _data.ImageSet:
+    """n labelled images the backbone never trained on (None: all of them): CIFAR-10 test images
+    (class-balanced) for cifar10, or the ImageNet sample photos at the backbone's input size."""
     if backbone.name == "cifar10":
         return _data.cifar10("test").subset(total=n, seed=seed)
     samples = _data.imagenet_samples()
@@ -116,6 +167,30 @@ def held_out_images(backbone: Backbone, n: int, seed: int = 0) -> _data.ImageSet
     photos = torch.cat([_data.load_photo(samples[i][0], backbone.input_size) for i in chosen])
     labels = torch.tensor([samples[i][1] for i in chosen])
     return _data.ImageSet(photos.mul(255).round().to(torch.uint8), labels, list(backbone.classes))
+
+
+class Selection(NamedTuple):
+    """Which images a cell works on (1-D int64 indices), and one line saying how they were chosen."""
+    indices: torch.Tensor
+    message: str
+
+
+def classified_correctly(scores: torch.Tensor, labels: torch.Tensor) -> Selection:
+    """The images a model gets right, or all of them when it gets none right.
+
+    scores: (N, C) logits or probabilities; labels: (N,) true classes. Returns the indices (in order,
+    on labels' device) where scores.argmax(1) == labels, and a one-line message. A weak or untrained
+    network (a student's own, or random weights) may get none right; then every index comes back,
+    with a message that says so, so the cells that pick examples from the selection still run.
+    """
+    if scores.dim() != 2 or len(scores) != len(labels):
+        raise ValueError(f"scores must be (N, C) for N = len(labels) = {len(labels)}, got {tuple(scores.shape)}")
+    right = (scores.argmax(1) == labels).nonzero().flatten()
+    if len(right):
+        return Selection(right, f"{len(right)} of {len(labels)} images classified correctly")
+    return Selection(torch.arange(len(labels), device=labels.device),
+                     f"none of the {len(labels)} images is classified correctly (a weak or untrained "
+                     f"network?): using all {len(labels)}, with their true labels")
 
 
 def _trained_model(state: dict, arch: dict, num_classes: int, cfg) -> _models.PixelModel:

@@ -130,9 +130,12 @@ def confusion_matrix(labels, predictions, classes, normalize: bool = True, title
     k = len(classes)
     counts = torch.bincount(labels * k + predictions, minlength=k * k).view(k, k).float()
     matrix = counts / counts.sum(1, keepdim=True).clamp_min(1) if normalize else counts
-    fig, ax = plt.subplots(figsize=(0.55 * k + 2, 0.5 * k + 1.5))
+    # up to 30 classes: a labelled cell per pair; more (ImageNet's 1000): a fixed-size map without labels
+    labelled = k <= 30
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2, 0.5 * k + 1.5) if labelled else (8, 7))
     sns.heatmap(matrix.numpy(), annot=k <= 12, fmt=".2f" if normalize else ".0f", cmap="Blues",
-                xticklabels=classes, yticklabels=classes, ax=ax, cbar=False)
+                xticklabels=classes if labelled else False, yticklabels=classes if labelled else False,
+                ax=ax, cbar=False)
     ax.set_xlabel("predicted"); ax.set_ylabel("true"); ax.set_title(title)
     fig.tight_layout()
     return fig

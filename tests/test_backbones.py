@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from coursekit import backbones, data, settings
+from coursekit import backbones, data, models, settings
 
 
 def test_imagenet_classes():
@@ -99,3 +99,99 @@ def test_held_out_images_are_balanced_cifar10_test_images(tiny_cifar):
     test = data.cifar10("test")
     assert sorted(held_out.labels.tolist()) == list(range(10))
     assert all((test.images == image).all((1, 2, 3)).any() for image in held_out.images)
+
+
+# ---------------------------------------------------------------- what differs between the backbones
+
+def test_cifar10_backbone_carries_what_differs(tiny_cifar, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    bb = backbones.backbone("cifar10", progress=False)
+    assert bb.example_classes == list(range(10)) and bb.photo_size == 96
+    assert settings.load().pick(**bb.budget["occlusion_images"]) == 30
+    # the untrained copy is the notebooks' former null, built the same way from the same seed
+    torch.manual_seed(0)
+    fresh = bb.untrained()
+    torch.manual_seed(0)
+    former = models.mini_alexnet(**bb.info["recipe"]["arch"])
+    assert type(fresh) is type(bb.model) and fresh.aliases == bb.model.aliases and not fresh.training
+    for (name, a), b, trained in zip(fresh.state_dict().items(), former.state_dict().values(),
+                                     bb.model.state_dict().values()):
+        assert torch.equal(a, b) and a.shape == trained.shape and a.device == trained.device, name
+    assert not torch.equal(fresh.net.conv1.weight, bb.model.net.conv1.weight)
+    test = data.cifar10("test")
+    first_cat = [i for i in range(len(test)) if test.labels[i] == 3][0]
+    assert torch.equal(bb.example_image(), test.floats()[[first_cat]])
+
+
+@pytest.fixture(scope="module")
+def standin_torch_home(tmp_path_factory):
+    """A torch home whose cache holds torchvision's AlexNet with RANDOM weights under the real
+    IMAGENET1K_V1 file name: the imagenet code path, offline, without the real weights."""
+    import torchvision
+    from torchvision.models import AlexNet_Weights
+    home = tmp_path_factory.mktemp("torch_home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(),
+               checkpoints / AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1])
+    return home
+
+
+@pytest.fixture
+def standin_imagenet(standin_torch_home, tmp_path, monkeypatch, isolated_cache):
+    """The stand-in imagenet backbone, with three fake ImageNet sample photos as its only data."""
+    from conftest import make_image_folder
+    monkeypatch.setenv("TORCH_HOME", str(standin_torch_home))
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    make_image_folder(tmp_path / "photos", ["a"], per_class=3, size=64)
+    samples = tmp_path / "data" / "imagenet-samples"
+    samples.mkdir(parents=True)
+    for i, name in enumerate(["tench", "goldfish", "great_white_shark"]):
+        (tmp_path / "photos" / "a" / f"{i}.png").rename(samples / f"{i:04d}_{name}.png")
+    monkeypatch.setenv("COURSEKIT_DATA", str(tmp_path / "data"))
+    assert backbones.imagenet_weights_cached()
+    return backbones.backbone("imagenet")
+
+
+def test_imagenet_backbone_carries_what_differs(standin_imagenet):
+    bb = standin_imagenet
+    assert bb.name == "imagenet" and bb.photo_size == 224 and len(bb.example_classes) == 8
+    assert [bb.classes[c] for c in bb.example_classes[3:4]] == ["flamingo"]
+    assert settings.load().pick(**bb.budget["occlusion_images"]) == 8
+    fresh = bb.untrained()
+    assert fresh.aliases == bb.model.aliases and not fresh.training
+    assert {p.device for p in fresh.parameters()} == {bb.device}
+    assert [p.shape for p in fresh.parameters()] == [p.shape for p in bb.model.parameters()]
+    assert not torch.equal(fresh.net.features[0].weight, bb.model.net.features[0].weight)
+    assert bb.example_image().shape == (1, 3, 224, 224)
+    pool = backbones.held_out_images(bb, n=None)
+    assert pool.images.shape == (3, 3, 224, 224) and sorted(pool.labels.tolist()) == [0, 1, 2]
+    assert len(backbones.held_out_images(bb, n=2)) == 2
+
+
+def test_untrained_needs_an_architecture():
+    bb = backbones.Backbone("mine", None, ["a"], 32, (0.5,) * 3, (0.5,) * 3, [])
+    with pytest.raises(ValueError, match="architecture"):
+        bb.untrained()
+
+
+# ---------------------------------------------------------------- a weak model's empty selection
+
+def test_classified_correctly_keeps_a_non_empty_selection():
+    scores = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]])
+    selection = backbones.classified_correctly(scores, torch.tensor([0, 0, 0]))
+    assert selection.indices.tolist() == [0, 2]
+    assert selection.message == "2 of 3 images classified correctly"
+
+
+def test_classified_correctly_falls_back_to_all_images_with_a_message():
+    scores = torch.tensor([[0.0, 1.0], [0.0, 3.0], [-1.0, 1.0]])
+    indices, message = backbones.classified_correctly(scores, torch.tensor([0, 0, 0]))
+    assert indices.tolist() == [0, 1, 2] and indices.dtype == torch.int64
+    assert message.startswith("none of the 3 images is classified correctly") and "\n" not in message
+
+
+def test_classified_correctly_names_a_shape_mismatch():
+    with pytest.raises(ValueError, match="scores must be"):
+        backbones.classified_correctly(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))

@@ -24,6 +24,14 @@ def test_every_plot_returns_a_figure():
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
 
 
+def test_confusion_matrix_of_imagenet_classes_stays_a_readable_size():
+    """1000 classes (the imagenet backbone in notebook 01) would make a 552-inch figure."""
+    labels = torch.arange(1000)
+    fig = plot.confusion_matrix(labels, labels.roll(1), [f"class {i}" for i in range(1000)])
+    assert max(fig.get_size_inches()) <= 10
+    assert tuple(plot.confusion_matrix([0, 1], [0, 1], ["a", "b"]).get_size_inches()) == (3.1, 2.5)
+
+
 def test_filter_grid_rejects_non_first_layer():
     with pytest.raises(ValueError, match="first-layer"):
         plot.filter_grid(torch.randn(8, 16, 3, 3))
