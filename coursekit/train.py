@@ -177,6 +177,13 @@ def check_param_groups(model: nn.Module, param_groups) -> list[dict]:
 
 
 def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, steps_per_epoch: int):
+    """The learning-rate schedule, stepped after every batch; every parameter group's lr follows it.
+
+    'onecycle': the course's one-cycle, linear from lr/10 up to lr over the first quarter, then
+    linearly down to zero. 'onecycle-cosine': torch's OneCycleLR (Smith and Topin 2019) with the
+    same first quarter of warm-up: from lr/25, cosine down to lr/2.5e5, and momentum cycled
+    0.95 -> 0.85 -> 0.95 in place of fit's `momentum`. 'step': lr/10 at 50% and 75% of training.
+    'constant' or None: no schedule. ValueError for any other name."""
     if schedule in (None, "constant"):
         return None
     if schedule == "onecycle":  # warm up linearly to lr over the first quarter, then anneal to zero
@@ -188,10 +195,13 @@ def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, step
                 return 0.1 + 0.9 * step / warm
             return max(0.0, (total - step) / max(1, total - warm))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if schedule == "onecycle-cosine":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25)
     if schedule == "step":  # the paper: divide by 10 when progress stalls; here at 50% and 75%
         milestones = [int(epochs * steps_per_epoch * f) for f in (0.5, 0.75)]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    raise ValueError(f"schedule must be 'onecycle', 'step', 'constant' or None, not {schedule!r}")
+    raise ValueError(f"schedule must be 'onecycle', 'onecycle-cosine', 'step', 'constant' or None, not {schedule!r}")
 
 
 def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | None = None, *,
@@ -207,6 +217,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
         rest}]; a group's options ("lr", "momentum", "weight_decay") override fit's, and the schedule
         scales every group's lr by the same factor. Default: all trainable parameters at `lr`.
         The history's "lr" is the first group's.
+    schedule: 'onecycle', 'onecycle-cosine', 'step' or 'constant' (see make_scheduler).
     perturb: perturb(model, images, labels) -> images, applied to every (augmented) training batch
         before the forward pass: float pixels (N, C, H, W) in [0, 1] in, the same shape out. It reads
         the model in eval mode with gradients on (dropout would blur an attack's gradient). With an

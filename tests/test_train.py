@@ -217,3 +217,21 @@ def test_perturb_errors_are_named(tmp_path):
         train.fit(_model(), _toy_set(16), batch_size=16, perturb=lambda m, x, y: x[:1], progress=False)
     with pytest.raises(TypeError, match="perturb"):
         train.fit(_model(), _toy_set(16), perturb="fgsm", progress=False)
+
+
+def test_every_schedule_scales_each_group_by_the_same_factor():
+    model = _model()
+    conv1, rest = _conv1_and_rest(model)
+    for schedule in ("onecycle", "onecycle-cosine", "step"):
+        optimizer = train.make_sgd([{"params": conv1, "lr": 0.01}, {"params": rest}], 0.1, 0.9, 5e-4)
+        scheduler = train.make_scheduler(optimizer, schedule, 0.1, epochs=2, steps_per_epoch=8)
+        lrs = []
+        for _ in range(16):
+            lrs.append([group["lr"] for group in optimizer.param_groups])
+            optimizer.step()
+            scheduler.step()
+        slow, fast = zip(*lrs)
+        assert all(abs(s - f / 10) < 1e-12 for s, f in zip(slow, fast)), schedule
+        assert max(fast) == pytest.approx(0.1) and min(fast) < 0.01, schedule  # peaks at lr, anneals
+        if schedule == "onecycle-cosine":  # torch's OneCycleLR: from lr/25, at lr after a quarter
+            assert fast[0] == pytest.approx(0.1 / 25) and fast[3] == pytest.approx(0.1)
