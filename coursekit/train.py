@@ -252,7 +252,6 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_sgd(trainable if groups is None else groups, lr, momentum, weight_decay)
     scheduler = make_scheduler(optimizer, schedule, lr, epochs, steps)
-    # param_groups enter the key only when given, so checkpoints written before fit took them resume
     extra = {} if groups is None else {"param_groups": group_key(model, groups)}
     run = None if checkpoint_dir is None else run_key(
         model, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -368,6 +367,9 @@ def run_key(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSe
     history, the model's configuration and fingerprints of the data. A checkpoint resumes only the
     run whose key it carries.
 
+    param_groups are in it (each group's options and parameter names) only when given, so runs
+    checkpointed before fit took them still resume; a run with perturb is never checkpointed (fit
+    refuses), since a function's settings cannot be fingerprinted.
     Left out on purpose: checkpoint_dir itself, progress and live (display only), and the device,
     so a run interrupted on one machine can be finished on another. The model's initial values are
     left out too: a rebuilt model resumes whatever its random init, because the checkpoint replaces it.
