@@ -1,6 +1,6 @@
 """Adversarial examples in pixel space: FGSM, BIM and PGD (untargeted or targeted), the smallest
 targeted perturbation (Szegedy et al. 2014), fooling images grown from noise (Nguyen et al. 2015),
-and a short adversarial-training loop.
+and adversarial training (train.fit on attacked batches).
 
 Every attack takes a model that maps pixels in [0, 1] to logits (coursekit's PixelModels
 normalize inside; wrap any other network so it does), a float batch (N, C, H, W) in [0, 1] on the
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import data as _data
 from . import plot as _plot
+from . import train as _train
 from .models import reads_model
 from .widgets import Choice, Slider, panel_controls, validate
 
@@ -266,31 +267,16 @@ def adversarial_training(model: nn.Module, train_set: _data.ImageSet, eps: float
                          method: str = "fgsm", lr: float = 0.01, batch_size: int = 128, seed: int = 0,
                          **options) -> list[float]:
     """Train on adversarial examples made against the current weights (Goodfellow et al. 2015 with
-    FGSM, Madry et al. 2018 with PGD); eps=0 trains on clean images, the fair baseline.
-    Returns the mean training loss per epoch."""
+    FGSM, Madry et al. 2018 with PGD): train.fit at a constant lr, every augmented batch replaced by
+    its attacked version (`method`, `eps`, `options` as in `attack`); eps=0 trains on clean images,
+    the fair baseline. Trains on the model's device. Returns the mean training loss per epoch."""
     check_eps(eps)
-    device = model_device(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        order, total = torch.randperm(len(train_set), generator=generator), 0.0
-        for i in range(0, len(order), batch_size):
-            batch = train_set[order[i:i + batch_size]]
-            x = _data.augment(_data.to_float(batch.images.to(device)), generator=generator)
-            y = batch.labels.to(device)
-            if eps > 0:
-                model.eval()  # attack the deterministic network: dropout would blur the gradient
-                x = attack(method, model, x, y, eps=eps, **options)
-            model.train()
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(y)
-        losses.append(total / len(train_set))
-    model.eval()
-    return losses
+    if method not in ATTACKS:
+        raise ValueError(f"unknown attack {method!r}; choose one of {list(ATTACKS)}")
+    perturb = None if eps == 0 else lambda net, x, y: attack(method, net, x, y, eps=eps, **options)
+    history = _train.fit(model, train_set, epochs=epochs, batch_size=batch_size, lr=lr, schedule=None,
+                         perturb=perturb, seed=seed, progress=False, device=model_device(model))
+    return history["loss"]
 
 
 # ---------------------------------------------------------------- the "Try it" panel

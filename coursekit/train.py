@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from . import cache as _cache
 from . import data as _data
 from . import settings as _settings
-from .models import reads_model
+from .models import evaluating, reads_model
 
 
 @dataclass
@@ -146,12 +146,44 @@ def autocast_for(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def make_optimizer(model, lr, momentum, weight_decay):
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """The paper's optimizer: SGD with momentum (Nesterov's when momentum > 0) and weight decay.
+
+    params: tensors, or torch's parameter groups (dicts with "params" and options such as "lr");
+    a group's own options override these defaults. (optimize.make_optimizer is the other idea:
+    a step rule picked by name for optimizing an image, not for training a network.)"""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
 
 
+def check_param_groups(model: nn.Module, param_groups) -> list[dict]:
+    """torch's parameter groups as a list of dicts, each "params" a list of the model's own tensors.
+
+    TypeError when it is not a list of dicts with "params"; ValueError naming the group that holds
+    a tensor which is not one of the model's parameters (training it would not change the model)."""
+    if isinstance(param_groups, dict) or not isinstance(param_groups, (list, tuple)) or not all(
+            isinstance(group, dict) and "params" in group for group in param_groups):
+        raise TypeError("param_groups must be a list of dicts such as [{'params': model.net.conv1.parameters(), "
+                        f"'lr': 0.005}}, {{'params': rest}}] (torch's convention), not {param_groups!r:.80}")
+    own = {id(p) for p in model.parameters()}
+    groups = []
+    for i, group in enumerate(param_groups):
+        params = group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        if not all(id(p) in own for p in params):
+            raise ValueError(f"param_groups[{i}] holds a tensor that is not a parameter of the model being "
+                             f"trained; build the groups from that model's own parameters")
+        groups.append({**group, "params": params})
+    return groups
+
+
 def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, steps_per_epoch: int):
+    """The learning-rate schedule, stepped after every batch; every parameter group's lr follows it.
+
+    'onecycle': the course's one-cycle, linear from lr/10 up to lr over the first quarter, then
+    linearly down to zero. 'onecycle-cosine': torch's OneCycleLR (Smith and Topin 2019) with the
+    same first quarter of warm-up: from lr/25, cosine down to lr/2.5e5, and momentum cycled
+    0.95 -> 0.85 -> 0.95 in place of fit's `momentum`. 'step': lr/10 at 50% and 75% of training.
+    'constant' or None: no schedule. ValueError for any other name."""
     if schedule in (None, "constant"):
         return None
     if schedule == "onecycle":  # warm up linearly to lr over the first quarter, then anneal to zero
@@ -163,20 +195,35 @@ def make_scheduler(optimizer, schedule: str | None, lr: float, epochs: int, step
                 return 0.1 + 0.9 * step / warm
             return max(0.0, (total - step) / max(1, total - warm))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if schedule == "onecycle-cosine":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25)
     if schedule == "step":  # the paper: divide by 10 when progress stalls; here at 50% and 75%
         milestones = [int(epochs * steps_per_epoch * f) for f in (0.5, 0.75)]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    raise ValueError(f"schedule must be 'onecycle', 'step', 'constant' or None, not {schedule!r}")
+    raise ValueError(f"schedule must be 'onecycle', 'onecycle-cosine', 'step', 'constant' or None, not {schedule!r}")
 
 
 def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | None = None, *,
         epochs: int = 10, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
-        weight_decay: float = 5e-4, schedule: str | None = "onecycle", augment: bool = True,
-        pca_jitter: float = 0.0, label_smoothing: float = 0.0, seed: int | None = None,
+        weight_decay: float = 5e-4, param_groups: list[dict] | None = None,
+        schedule: str | None = "onecycle", augment: bool = True, pca_jitter: float = 0.0,
+        label_smoothing: float = 0.0, perturb=None, seed: int | None = None,
         checkpoint_dir: str | Path | None = None, progress: bool = True, live: bool = False,
         autocast: bool | None = None, device=None) -> History:
     """Train `model` with SGD (momentum, weight decay, as in the paper) on an in-memory ImageSet.
 
+    param_groups: torch's parameter groups, e.g. [{"params": slow_params, "lr": 0.005}, {"params":
+        rest}]; a group's options ("lr", "momentum", "weight_decay") override fit's, and the schedule
+        scales every group's lr by the same factor. Default: all trainable parameters at `lr`.
+        The history's "lr" is the first group's.
+    schedule: 'onecycle', 'onecycle-cosine', 'step' or 'constant' (see make_scheduler).
+    perturb: perturb(model, images, labels) -> images, applied to every (augmented) training batch
+        before the forward pass: float pixels (N, C, H, W) in [0, 1] in, the same shape out. It reads
+        the model in eval mode with gradients on (dropout would blur an attack's gradient). With an
+        attack this is adversarial training (Goodfellow et al. 2015, Madry et al. 2018); the history's
+        loss and train_top1 are then on the perturbed batches. Not with checkpoint_dir: a function's
+        settings cannot be fingerprinted, so a resumed run could not be told from another run.
     checkpoint_dir: save after every epoch and resume from the newest valid checkpoint there.
     live: redraw loss/accuracy curves in the notebook after each epoch.
     autocast: mixed precision (bf16). Default: on for CUDA, off on the CPU, because bf16 CPU kernels
@@ -187,6 +234,12 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     if test_set is not None:
         _data.check_same_classes(train_set.classes, test_set.classes, "test_set")
     _check_model(model, None)
+    if perturb is not None and not callable(perturb):
+        raise TypeError(f"perturb must be a function perturb(model, images, labels) -> images, not {perturb!r:.80}")
+    if perturb is not None and checkpoint_dir is not None:
+        raise ValueError("fit cannot checkpoint a run with perturb: a function's settings cannot go into the run "
+                         "key, so a resumed run could not be told from another. Pass checkpoint_dir=None")
+    groups = None if param_groups is None else check_param_groups(model, param_groups)
     cfg = _settings.current()
     device = torch.device(device) if device is not None else cfg.device
     seed = cfg.seed if seed is None else seed
@@ -196,12 +249,14 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     if device.type in {"cuda", "cpu"}:
         model.to(memory_format=torch.channels_last)
     steps = math.ceil(len(train_set) / batch_size)
-    optimizer = make_optimizer(model, lr, momentum, weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_sgd(trainable if groups is None else groups, lr, momentum, weight_decay)
     scheduler = make_scheduler(optimizer, schedule, lr, epochs, steps)
+    extra = {} if groups is None else {"param_groups": group_key(model, groups)}
     run = None if checkpoint_dir is None else run_key(
         model, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, augment=augment, pca_jitter=pca_jitter,
-        label_smoothing=label_smoothing, seed=seed, autocast=autocast)
+        label_smoothing=label_smoothing, seed=seed, autocast=autocast, **extra)
     history, start = _resume(checkpoint_dir, run, model, optimizer, scheduler)
     bar = _progress_bar(epochs * steps, start * steps, progress)
     images = train_set.images.to(device, non_blocking=True)
@@ -212,7 +267,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
             generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
             torch.manual_seed(seed * 100_003 + epoch)  # dropout
             stats = _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
-                                 augment, pca_jitter, label_smoothing, device, autocast, bar)
+                                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb)
             row = {"epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - tic}
             if test_set is not None:
@@ -267,7 +322,7 @@ def _check_model(model, images) -> None:
 
 
 def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
-                 augment, pca_jitter, label_smoothing, device, autocast, bar) -> dict:
+                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb=None) -> dict:
     model.train()
     order = torch.randperm(len(labels), generator=generator).to(device)
     total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -276,8 +331,10 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
         x = _data.to_float(images[idx])
         if augment:
             x = _data.augment(x, pca_jitter=pca_jitter, generator=generator)
-        x = x.contiguous(memory_format=torch.channels_last)
         y = labels[idx]
+        if perturb is not None:
+            x = _perturbed(perturb, model, x, y)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, autocast):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
@@ -294,11 +351,25 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
     return {"loss": total_loss.item() / n, "train_top1": correct.item() / n}
 
 
+def _perturbed(perturb, model, x, y) -> torch.Tensor:
+    """perturb(model, x, y), read in eval mode with gradients on and outside autocast (an attack's
+    gradient in fp32), detached: the perturbed batch is data to train on, not part of the graph."""
+    with evaluating(model, grad=True, caller="perturb"):
+        out = perturb(model, x, y)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise ValueError(f"perturb must return the images it was given, perturbed: a tensor of shape "
+                         f"{tuple(x.shape)}, not {getattr(out, 'shape', type(out).__name__)}")
+    return out.detach().to(x.dtype)
+
+
 def run_key(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | None, **settings) -> dict:
     """What makes a training run this run: every `fit` setting that changes the weights or the
     history, the model's configuration and fingerprints of the data. A checkpoint resumes only the
     run whose key it carries.
 
+    param_groups are in it (each group's options and parameter names) only when given, so runs
+    checkpointed before fit took them still resume; a run with perturb is never checkpointed (fit
+    refuses), since a function's settings cannot be fingerprinted.
     Left out on purpose: checkpoint_dir itself, progress and live (display only), and the device,
     so a run interrupted on one machine can be finished on another. The model's initial values are
     left out too: a rebuilt model resumes whatever its random init, because the checkpoint replaces it.
@@ -306,6 +377,13 @@ def run_key(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSe
     return {**settings, "model": type(model).__name__, "model_config": model_config(model),
             "train_set": _data.dataset_hash(train_set),
             "test_set": None if test_set is None else _data.dataset_hash(test_set)}
+
+
+def group_key(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Parameter groups as the run key records them: each group's options and its parameters' names."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [{**{k: v for k, v in group.items() if k != "params"},
+             "params": [names[id(p)] for p in group["params"]]} for group in groups]
 
 
 def model_config(model: nn.Module) -> str:

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from coursekit import attacks, backbones, data, models, widgets
+from coursekit import attacks, backbones, data, models, train, widgets
 
 EPS = 8 / 255
 
@@ -179,6 +179,25 @@ def test_adversarial_training_runs_and_keeps_eval_mode():
     losses = attacks.adversarial_training(model, train_set, eps=EPS, epochs=2, batch_size=8)
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     assert not model.training
+
+
+def test_adversarial_training_is_fit_on_the_attacked_batches():
+    train_set = data.ImageSet((batch(n=20) * 255).to(torch.uint8), torch.arange(20) % 10, list("abcdefghij"))
+    seen = []
+    def fgsm_seen(model, images, labels):
+        seen.append(images)
+        return attacks.fgsm(model, images, labels, eps=EPS)
+    clean, hardened, by_hand = tiny_cnn(), tiny_cnn(), tiny_cnn()
+    kwargs = dict(epochs=2, batch_size=8, lr=0.01, seed=3)
+    attacks.adversarial_training(clean, train_set, eps=0, **kwargs)
+    attacks.adversarial_training(hardened, train_set, eps=EPS, method="fgsm", **kwargs)
+    train.fit(by_hand, train_set, schedule=None, perturb=fgsm_seen, progress=False, device="cpu", **kwargs)
+    assert len(seen) == 6  # 2 epochs x 3 batches
+    for a, b in zip(hardened.state_dict().values(), by_hand.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(clean[-1].weight, hardened[-1].weight)
+    with pytest.raises(ValueError, match="'pgd'"):
+        attacks.adversarial_training(tiny_cnn(), train_set, eps=EPS, method="PGD-7")
 
 
 # ---------------------------------------------------------------- clear errors

@@ -124,3 +124,114 @@ def test_bf16_only_where_the_hardware_has_it_and_never_by_default_on_the_cpu(mon
     images = data.ImageSet(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
     train.fit(models.four_layer_cnn(num_classes=2, width=4), images, epochs=1, batch_size=4, progress=False, device="cpu")
     assert seen == [False, False]  # fp32 on the CPU unless asked: seeded runs stay bit-repeatable
+
+
+
+# ---------------------------------------------------------------- parameter groups and perturbations
+
+PLAIN_STEP = dict(epochs=1, batch_size=16, lr=0.1, momentum=0.0, weight_decay=0.0, schedule=None, augment=False,
+                  progress=False, device="cpu")  # one plain SGD step on one batch of _toy_set(16)
+
+
+def _conv1_and_rest(model):
+    conv1 = list(model.net.conv1.parameters())
+    return conv1, [p for p in model.parameters() if all(p is not q for q in conv1)]
+
+
+def test_param_groups_learn_at_their_own_lr_and_the_rest_at_fits():
+    start, plain, grouped = _model(), _model(), _model()
+    train.fit(plain, _toy_set(16), **PLAIN_STEP)
+    conv1, rest = _conv1_and_rest(grouped)
+    train.fit(grouped, _toy_set(16), param_groups=[{"params": conv1, "lr": 0.01}, {"params": rest}], **PLAIN_STEP)
+    for name, before in start.state_dict().items():
+        step, plain_step = grouped.state_dict()[name] - before, plain.state_dict()[name] - before
+        if name.startswith("net.conv1."):  # lr 0.01 instead of fit's 0.1: a tenth of the step
+            rounding = 4 * torch.finfo(before.dtype).eps * (before.abs().max() + plain_step.abs().max())  # float32
+            assert plain_step.abs().max() > 100 * rounding, name
+            assert torch.allclose(step, 0.1 * plain_step, rtol=0, atol=rounding), name
+        else:
+            assert torch.equal(step, plain_step), name
+
+
+def test_one_group_of_all_parameters_is_the_default():
+    ds, kwargs = _toy_set(), dict(epochs=2, batch_size=16, progress=False, seed=3, device="cpu")
+    a, b = _model(), _model()
+    train.fit(a, ds, **kwargs)
+    train.fit(b, ds, param_groups=[{"params": b.parameters()}], **kwargs)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_bad_param_groups_are_named():
+    with pytest.raises(TypeError, match="param_groups"):
+        train.fit(_model(), _toy_set(16), param_groups={"params": []}, progress=False)
+    model = _model()
+    with pytest.raises(ValueError, match=r"param_groups\[1\].*not a parameter of the model"):
+        train.fit(model, _toy_set(16), param_groups=[{"params": model.parameters()},
+                                                     {"params": _model().net.fc8.parameters()}], progress=False)
+
+
+def test_checkpoints_resume_only_the_same_param_groups(tmp_path):
+    ds, kwargs = _toy_set(), dict(epochs=1, batch_size=16, progress=False, seed=1, device="cpu",
+                                  checkpoint_dir=tmp_path)
+    def groups(model, conv1_lr):
+        conv1, rest = _conv1_and_rest(model)
+        return [{"params": conv1, "lr": conv1_lr}, {"params": rest}]
+    first = _model()
+    train.fit(first, ds, param_groups=groups(first, 0.005), **kwargs)
+    again = _model(seed=5)
+    assert train.fit(again, ds, param_groups=groups(again, 0.005), **kwargs)["epoch"] == [1]  # resumed
+    for x, y in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(x, y)
+    changed = _model()
+    with pytest.raises(ValueError, match="param_groups"):  # another lr for conv1
+        train.fit(changed, ds, param_groups=groups(changed, 0.05), **kwargs)
+    with pytest.raises(ValueError, match="param_groups"):  # no groups: one lr for all
+        train.fit(_model(), ds, **kwargs)
+
+
+def test_perturb_sees_every_augmented_batch_in_eval_mode_and_the_model_trains_on_its_output():
+    seen, modes = [], []
+    def identity(model, images, labels):
+        seen.append((images.shape, images.min() >= 0 and images.max() <= 1, model.training, len(labels)))
+        return images
+    model = _model()
+    model.net.fc8.register_forward_hook(lambda module, args, out: modes.append(module.training))
+    ds, kwargs = _toy_set(), dict(epochs=2, batch_size=16, progress=False, seed=2, device="cpu")
+    train.fit(model, ds, perturb=identity, **kwargs)
+    assert seen == [((16, 3, 32, 32), True, False, 16)] * 8  # 2 epochs x 4 batches, read in eval mode
+    assert modes.count(True) == 8  # ... and trained in train mode
+    reference = _model()
+    train.fit(reference, ds, **kwargs)
+    for x, y in zip(reference.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(x, y)  # the identity changes nothing: the batch trained on is perturb's output
+    darkened = _model()
+    train.fit(darkened, ds, perturb=lambda m, images, labels: images * 0.5, **kwargs)
+    assert not torch.equal(darkened.net.fc8.weight, reference.net.fc8.weight)
+
+
+def test_perturb_errors_are_named(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint"):
+        train.fit(_model(), _toy_set(16), perturb=lambda m, x, y: x, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"perturb must return .*\(16, 3, 32, 32\)"):
+        train.fit(_model(), _toy_set(16), batch_size=16, perturb=lambda m, x, y: x[:1], progress=False)
+    with pytest.raises(TypeError, match="perturb"):
+        train.fit(_model(), _toy_set(16), perturb="fgsm", progress=False)
+
+
+def test_every_schedule_scales_each_group_by_the_same_factor():
+    model = _model()
+    conv1, rest = _conv1_and_rest(model)
+    for schedule in ("onecycle", "onecycle-cosine", "step"):
+        optimizer = train.make_sgd([{"params": conv1, "lr": 0.01}, {"params": rest}], 0.1, 0.9, 5e-4)
+        scheduler = train.make_scheduler(optimizer, schedule, 0.1, epochs=2, steps_per_epoch=8)
+        lrs = []
+        for _ in range(16):
+            lrs.append([group["lr"] for group in optimizer.param_groups])
+            optimizer.step()
+            scheduler.step()
+        slow, fast = zip(*lrs)
+        assert all(abs(s - f / 10) < 1e-12 for s, f in zip(slow, fast)), schedule
+        assert max(fast) == pytest.approx(0.1) and min(fast) < 0.01, schedule  # peaks at lr, anneals
+        if schedule == "onecycle-cosine":  # torch's OneCycleLR: from lr/25, at lr after a quarter
+            assert fast[0] == pytest.approx(0.1 / 25) and fast[3] == pytest.approx(0.1)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coursekit import data, models, transfer
+from coursekit import data, models, train, transfer
 
 
 def tiny(num_classes=3, seed=0):
@@ -56,7 +56,7 @@ def test_frozen_layers_do_not_move_in_training():
                               torch.arange(16) % 3, ["a", "b", "c"])
     frozen = layer_state(target, "conv2")
     groups = transfer.param_groups(target, ["conv1", "conv2"], lr=0.05, transferred_lr=0.005)
-    transfer.fit_groups(target, train_set, groups, epochs=1, batch_size=8, device="cpu")
+    train.fit(target, train_set, param_groups=groups, epochs=1, batch_size=8, device="cpu", progress=False)
     for key, value in layer_state(target, "conv2").items():
         assert torch.equal(value, frozen[key])
 
