@@ -4,7 +4,6 @@ beyond their controls' ranges."""
 from __future__ import annotations
 
 import importlib
-import inspect
 
 import pytest
 import torch
