@@ -167,7 +167,7 @@ def evaluating(model: nn.Module, grad: bool = False, caller: str = "this functio
     can never get gradients, so that raises RuntimeError naming the fix. TypeError if `model` is not
     an nn.Module."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch nn.Module (e.g. models.mini_alexnet() or models.backbone().model), "
+        raise TypeError(f"model must be a torch nn.Module (e.g. models.mini_alexnet() or backbones.backbone().model), "
                         f"not {type(model).__name__}")
     if grad and torch.is_inference_mode_enabled():
         raise RuntimeError(f"{caller} needs gradients, but it was called inside torch.inference_mode(), where "
