@@ -1,9 +1,9 @@
 """time_to_accuracy's rows from a training history (the training itself is a benchmark)."""
-from benchmarks.time_to_accuracy import curve_rows
+from benchmarks.time_to_accuracy import curve_rows, quick_rows
 
 
 def history(top1s, seconds=60.0):
-    return [{"epoch": i + 1, "seconds": seconds, "test_top1": t} for i, t in enumerate(top1s)]
+    return [{"epoch": i + 1, "seconds": seconds, "test_top1": t, "test_top5": 0.9} for i, t in enumerate(top1s)]
 
 
 def by_measure(rows, start):
@@ -34,3 +34,17 @@ def test_unfinished_run_has_no_final_row():
     assert not by_measure(rows, "final test top-1")
     (to_80,) = by_measure(rows, "seconds to 80%")
     assert to_80["met"] is None  # 120 s so far: neither met nor missed yet
+
+
+def test_quick_recipe_is_held_to_55_percent_in_150_seconds():
+    (top1,) = by_measure(quick_rows(history([0.45, 0.58]), epochs=2), "quick recipe: final test top-1")
+    assert top1["value"] == 0.58 and top1["met"] is True
+    (secs,) = by_measure(quick_rows(history([0.45, 0.58]), epochs=2), "quick recipe: training seconds")
+    assert secs["value"] == 120 and secs["met"] is True
+    slow = quick_rows(history([0.40, 0.50, 0.54], seconds=55.0), epochs=3)
+    assert [r["met"] for r in slow if r["met"] is not None] == [False, False]
+
+
+def test_unfinished_quick_run_has_no_verdict():
+    rows = quick_rows(history([0.45]), epochs=2)
+    assert all(r["met"] is None for r in rows) and not by_measure(rows, "quick recipe: final")
