@@ -2,7 +2,7 @@
 
     coursekit.attribution  gradient, saliency, guided, deconvnet, occlusion  vs captum.attr
     coursekit.attacks      FGSM, BIM, PGD                                    vs torchattacks
-    coursekit.models       LocalResponseNorm                                 vs torch.nn.LocalResponseNorm
+    coursekit.models       LocalResponseNorm (forward and gradient)          vs torch.nn.LocalResponseNorm
     coursekit.transforms   gaussian_blur                                     vs torchvision's gaussian_blur
 
 Tolerances, each relative to the largest |value| of the library's answer:
@@ -262,6 +262,24 @@ def test_lrn_equals_torch_with_alpha_times_n(size, k, alpha, beta):
     theirs = nn.LocalResponseNorm(window, alpha=alpha * window, beta=beta, k=k)(a)
     assert_matches(ours, theirs, FLOAT64)
 
+
+
+@pytest.mark.parametrize("size", [3, 5, 4])
+@pytest.mark.parametrize("k, alpha, beta", [(2.0, 1e-4, 0.75), (1.0, 0.5, 0.6)], ids=["paper", "strong"])
+def test_lrn_gradient_passes_gradcheck_and_equals_torchs(size, k, alpha, beta):
+    """The hand-written backward: torch.autograd.gradcheck (finite differences, float64), and the
+    input gradient equals autograd's through torch.nn.LocalResponseNorm (same translation of
+    alpha and size as above). Activations scaled as above, so the window term is not negligible."""
+    window = 2 * (size // 2) + 1
+    a = 30 * torch.randn(2, 9, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    a.requires_grad_()
+    ours = models.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
+    assert torch.autograd.gradcheck(ours, (a,))
+    upstream = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    got, = torch.autograd.grad(ours(a), a, upstream)
+    theirs = nn.LocalResponseNorm(window, alpha=alpha * window, beta=beta, k=k)
+    expected, = torch.autograd.grad(theirs(a), a, upstream)
+    assert_matches(got, expected, FLOAT64)
 
 # ---------------------------------------------------------------- blur vs torchvision
 
