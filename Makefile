@@ -24,8 +24,8 @@ lab: $(VENV)/.installed
 # unit tests, every notebook under nbval, then the notebooks in a real browser (the nbval pass has
 # cached the trained backbone by then)
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 tests --ignore=tests/browser
-	$(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
+	$(PY) -m pytest -n 2 tests --ignore=tests/browser --ignore=tests/paperchecks
+	$(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadgroup notebooks/ tests/paperchecks
 	sh tools/install_chromium.sh
 	$(PY) -m pytest tests/browser
 

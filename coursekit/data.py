@@ -317,8 +317,21 @@ def cifar10(split: str = "train", cfg=None) -> ImageSet:
     cfg = _settings.current(cfg)
     folder = find_dataset("cifar10", cfg)
     if folder is not None and (folder / split).is_dir():
-        return cached_folder(folder / split, 32, f"cifar10-{split}", cfg)
-    return _downloaded_cifar10(split, cfg)
+        images = cached_folder(folder / split, 32, f"cifar10-{split}", cfg)
+    else:
+        images = _downloaded_cifar10(split, cfg)
+    if cfg.null == "shuffled-labels" and split == "train":
+        return shuffled_labels(images, cfg.seed)
+    return images
+
+
+def shuffled_labels(images: ImageSet, seed: int = 0) -> ImageSet:
+    """The same images with their labels permuted (a fixed permutation for a seed): class counts
+    stay, every link between image and class goes. The null of Zhang et al. 2017 ("Understanding
+    deep learning requires rethinking generalization"): what trains on it can memorize, not learn
+    classes, so a check that still passes is not about what was learned (COURSEKIT_NULL)."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return ImageSet(images.images, images.labels[order], list(images.classes))
 
 
 def can_download(host: str = "download.pytorch.org", timeout: float = 2.0) -> bool:

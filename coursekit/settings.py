@@ -7,6 +7,11 @@ COURSEKIT_DEVICE=cpu    force a device (default: cuda, then mps, then cpu)
 COURSEKIT_OFFLINE=1     never try to download (default: probe when a download is needed)
 COURSEKIT_SEED=0        the seed every notebook starts from
 COURSEKIT_BACKBONE=auto imagenet, cifar10 or auto
+COURSEKIT_NULL=         a null run, the world a paper check must fail in: `untrained` (every network
+                        the course hands out as trained keeps its initial weights) or
+                        `shuffled-labels` (CIFAR-10's training labels are permuted, so whatever
+                        trains on them learns no classes). Its results cache apart, in
+                        <cache>/null-<kind>, so a null run never touches the real cache.
 
 Defaults for data and cache: data/ and data/cache in a source checkout (git clone, `pip install -e`);
 per-user directories when coursekit is installed as a package (`python -m coursekit doctor` shows
@@ -56,6 +61,7 @@ class Settings:
     offline: bool
     seed: int
     backbone: str
+    null: str = ""
 
     def pick(self, quick, full):
         """The quick-mode value in quick mode, else the full one: sizes only, never code paths."""
@@ -64,6 +70,9 @@ class Settings:
     @property
     def mode(self) -> str:
         return "quick" if self.quick else "full"
+
+
+NULLS = ("", "untrained", "shuffled-labels")  # COURSEKIT_NULL's values; "" is the real run
 
 
 def _flag(name: str) -> bool:
@@ -104,16 +113,21 @@ def load() -> Settings:
     backbone = os.environ.get("COURSEKIT_BACKBONE", "auto").strip() or "auto"
     if backbone not in {"auto", "imagenet", "cifar10"}:
         raise ValueError(f"COURSEKIT_BACKBONE={backbone!r}: use auto, imagenet or cifar10")
+    null = os.environ.get("COURSEKIT_NULL", "").strip()
+    if null not in NULLS:
+        raise ValueError(f"COURSEKIT_NULL={null!r}: use {', '.join(repr(n) for n in NULLS)}")
     cache = os.environ.get("COURSEKIT_CACHE")
     default_data, default_cache = default_dirs()
+    cache_dir = Path(cache).expanduser().resolve() if cache else default_cache
     return Settings(
         quick=_flag("COURSEKIT_QUICK"),
         data_roots=_paths(os.environ.get("COURSEKIT_DATA"), default_data),
-        cache_dir=Path(cache).expanduser().resolve() if cache else default_cache,
+        cache_dir=cache_dir / f"null-{null}" if null else cache_dir,
         device=_device(os.environ.get("COURSEKIT_DEVICE")),
         offline=_flag("COURSEKIT_OFFLINE"),
         seed=int(seed_text),
         backbone=backbone,
+        null=null,
     )
 
 

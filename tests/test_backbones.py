@@ -195,3 +195,26 @@ def test_classified_correctly_falls_back_to_all_images_with_a_message():
 def test_classified_correctly_names_a_shape_mismatch():
     with pytest.raises(ValueError, match="scores must be"):
         backbones.classified_correctly(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- null runs (COURSEKIT_NULL)
+
+def test_untrained_null_hands_out_the_initial_weights_without_training(tiny_cifar, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")
+    bb = backbones.backbone("cifar10", progress=False)
+    assert "UNTRAINED" in bb.reason and bb.info["history"] == [] and 0 <= bb.info["test_top1"] <= 1
+    torch.manual_seed(bb.info["recipe"]["seed"])  # where the recipe's training would start
+    initial = models.mini_alexnet(**bb.info["recipe"]["arch"])
+    assert all(torch.equal(a, b) for a, b in zip(bb.model.state_dict().values(), initial.state_dict().values()))
+    assert not list(settings.load().cache_dir.glob("models/*.pt"))  # nothing trained, nothing saved
+    source, info = backbones.trained_on_classes(backbones.source_recipe(["cat", "dog"]))
+    assert info["history"] == [] and source(torch.rand(2, 3, 32, 32)).shape == (2, 2)
+
+
+def test_untrained_null_on_the_imagenet_path_needs_no_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty: no weights anywhere
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")
+    bb = backbones.backbone("imagenet")
+    assert bb.name == "imagenet" and "UNTRAINED" in bb.reason and len(bb.classes) == 1000

@@ -134,3 +134,15 @@ def test_select_classes_relabels_and_splits_are_disjoint():
     assert len(data.random_split().a) == 5
     with pytest.raises(ValueError, match="unknown classes"):
         data.select_classes(ds, ["unicorn"])
+
+
+def test_shuffled_labels_null_permutes_only_the_training_labels(tiny_cifar, monkeypatch):
+    from coursekit import data
+    train, test = data.cifar10("train"), data.cifar10("test")
+    monkeypatch.setenv("COURSEKIT_NULL", "shuffled-labels")
+    shuffled = data.cifar10("train")
+    assert torch.equal(shuffled.images, train.images) and shuffled.classes == train.classes
+    assert sorted(shuffled.labels.tolist()) == sorted(train.labels.tolist())  # class counts kept
+    assert (shuffled.labels != train.labels).float().mean() > 0.5
+    assert torch.equal(data.cifar10("train").labels, shuffled.labels)  # the same permutation each time
+    assert torch.equal(data.cifar10("test").labels, test.labels)

@@ -39,6 +39,7 @@ def test_settings_are_frozen():
     ("COURSEKIT_SEED", "abc", "COURSEKIT_SEED"),
     ("COURSEKIT_BACKBONE", "vgg", "COURSEKIT_BACKBONE"),
     ("COURSEKIT_DEVICE", "banana", "COURSEKIT_DEVICE"),
+    ("COURSEKIT_NULL", "random", "COURSEKIT_NULL"),
 ])
 def test_bad_values_name_the_variable(monkeypatch, name, value, culprit):
     monkeypatch.setenv(name, value)
@@ -133,3 +134,13 @@ def test_library_code_reads_settings_only_through_current():
     readers = [f"{path.relative_to(package)}:{i}" for path in package.rglob("*.py") if path.name != "settings.py"
                for i, line in enumerate(path.read_text().splitlines(), 1) if "settings.load(" in line]
     assert not readers, f"call settings.current(cfg) instead of settings.load() at {readers}"
+
+
+def test_a_null_run_caches_apart(monkeypatch, tmp_path):
+    """COURSEKIT_NULL's networks (untrained, or trained on shuffled labels) must never be saved where
+    the real run would load them."""
+    monkeypatch.setenv("COURSEKIT_CACHE", str(tmp_path))
+    assert settings.load().cache_dir == tmp_path and settings.load().null == ""
+    monkeypatch.setenv("COURSEKIT_NULL", "shuffled-labels")
+    assert settings.load().cache_dir == tmp_path / "null-shuffled-labels"
+    assert settings.load().null == "shuffled-labels"

@@ -1,0 +1,47 @@
+"""The paper-check report printed at the end of a pytest run: every check, whether it passes on the
+real setup (its nbval cell) and whether it fails in its null (test_null_runs). Loaded for every run
+from the project root by the root conftest.py; prints nothing when no check ran."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .checks import paper_checks
+
+_NBVAL_CELL = re.compile(r"(?P<path>.*\.ipynb)::Cell (?P<cell>\d+)(@.*)?$")  # xdist may add @group
+_real: dict[tuple[str, int], str] = {}   # (notebook, cell) -> passes / fails, from nbval
+_null: dict[tuple[str, int], tuple] = {}  # (notebook, cell) -> (title, null, outcome)
+_checks_of: dict[str, dict[int, str]] = {}
+
+
+def _titles(path: str) -> dict[int, str]:
+    if path not in _checks_of:
+        _checks_of[path] = {c.cell: c.title for c in paper_checks(Path(path))} if Path(path).is_file() else {}
+    return _checks_of[path]
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == "paper_checks":
+            for notebook, cell, title, null, result in value:
+                _null[(notebook, cell)] = (title, null, result)
+    match = _NBVAL_CELL.match(report.nodeid)
+    if match and int(match["cell"]) in _titles(match["path"]):
+        _real[(Path(match["path"]).name, int(match["cell"]))] = "passes" if report.passed else "FAILS"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not (_real or _null):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("paper checks: real setup (nbval) and null run (COURSEKIT_NULL)")
+    keys = sorted(set(_real) | set(_null))
+    for notebook, cell in keys:
+        title, null, result = _null.get((notebook, cell), ("", "-", "not run"))
+        real = _real.get((notebook, cell), "not run")
+        write(f"{notebook[:40]:40} Cell {cell:<3} real: {real:8} null {null:16} {result:18} {title[:60]}")
+    held = sum(_null.get(k, (0, 0, ""))[2] == "fails" and _real.get(k) == "passes" for k in keys)
+    write(f"{len(keys)} paper checks; {sum(v == 'passes' for v in _real.values())} pass on the real setup, "
+          f"{sum(v[2] == 'fails' for v in _null.values())} fail in their null; both: {held}")

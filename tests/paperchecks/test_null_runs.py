@@ -1,0 +1,46 @@
+"""Every paper check passes on the real setup (nbval runs the notebooks) and FAILS in its null.
+
+Each (notebook, null) pair runs the notebook once, top to bottom, in quick mode with COURSEKIT_NULL
+set; the paper-check cells tagged with that null must raise AssertionError, and no other cell may
+raise at all (a weak or untrained network must not crash a notebook: a student's own hits the same).
+The report at the end of the run (report.py) lists every check with both results.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coursekit.settings import NULLS
+
+from .checks import outcome, paper_checks, run
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+CASES = [(nb, null) for nb in NOTEBOOKS for null in sorted({c.null for c in paper_checks(nb)} - {None})]
+
+
+def test_every_paper_check_names_one_known_null():
+    unnamed = [(c.notebook, c.cell, c.title) for nb in NOTEBOOKS for c in paper_checks(nb)
+               if c.null not in NULLS[1:]]
+    assert not unnamed, (f"these paper-check cells need exactly one tag null:<kind>, kind one of "
+                         f"{NULLS[1:]}: {unnamed}")
+
+
+def test_every_paper_notebook_has_paper_checks():
+    """Notebooks 01-11 each reproduce a paper result (00 only sets up)."""
+    without = [nb.name for nb in NOTEBOOKS[1:] if not paper_checks(nb)]
+    assert not without, f"no cell tagged paper-check in {without}"
+
+
+@pytest.mark.parametrize("notebook,null", CASES, ids=[f"{nb.stem}-{null}" for nb, null in CASES])
+def test_paper_checks_fail_in_their_null(notebook, null, record_property):
+    cells = run(notebook, {"COURSEKIT_NULL": null})
+    checks = [c for c in paper_checks(notebook) if c.null == null]
+    results = [(c, outcome(cells[c.cell])) for c in checks]
+    record_property("paper_checks", [(c.notebook, c.cell, c.title, c.null, result) for c, result in results])
+    passing = [(c.cell, c.title, result) for c, result in results if result != "fails"]
+    every_check = {c.cell for c in paper_checks(notebook)}
+    crashed = [(i, outcome(cell)) for i, cell in enumerate(cells)
+               if i not in every_check and outcome(cell) != "passes"]
+    assert not passing, f"{notebook.name}: these checks do not fail with COURSEKIT_NULL={null}: {passing}"
+    assert not crashed, f"{notebook.name}: these cells raised with COURSEKIT_NULL={null}: {crashed}"
