@@ -156,13 +156,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def resize_short_side(img: Image.Image | np.ndarray, size: int) -> Image.Image:
     img = Image.fromarray(img) if isinstance(img, np.ndarray) else img
     w, h = img.size
-    scale = size / min(w, h)
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    # the long side truncated, as torchvision's Resize does (AlexNet_Weights.transforms(): round()
+    # made chelsea 385 px wide instead of 384 and shifted every pixel of the crop)
+    if w <= h:
+        new = (size, max(1, int(size * h / w)))
+    else:
+        new = (max(1, int(size * w / h)), size)
+    return img.resize(new, Image.BILINEAR)
 
 
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     h, w = array.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    # rounded (half to even) as torchvision's CenterCrop does, so a crop matches AlexNet's transforms
+    top, left = max(0, int(round((h - size) / 2.0))), max(0, int(round((w - size) / 2.0)))
     return array[top:top + size, left:left + size]
 
 

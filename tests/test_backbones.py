@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,7 +155,8 @@ def standin_imagenet(standin_torch_home, tmp_path, monkeypatch, isolated_cache):
     return backbones.backbone("imagenet")
 
 
-def test_imagenet_backbone_carries_what_differs(standin_imagenet):
+def test_imagenet_backbone_carries_what_differs(standin_imagenet, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")  # the budget below is quick mode's
     bb = standin_imagenet
     assert bb.name == "imagenet" and bb.photo_size == 224 and len(bb.example_classes) == 8
     assert [bb.classes[c] for c in bb.example_classes[3:4]] == ["flamingo"]
@@ -218,3 +220,23 @@ def test_untrained_null_on_the_imagenet_path_needs_no_weights(monkeypatch, tmp_p
     monkeypatch.setenv("COURSEKIT_NULL", "untrained")
     bb = backbones.backbone("imagenet")
     assert bb.name == "imagenet" and "UNTRAINED" in bb.reason and len(bb.classes) == 1000
+
+
+# ---------------------------------------------------------------- the imagenet path's facts
+
+@pytest.mark.parametrize("shape", [(300, 451), (451, 300), (427, 640), (500, 741), (256, 256), (225, 999)])
+def test_photo_preprocessing_is_alexnets_own(shape):
+    """What the imagenet backbone sees equals AlexNet_Weights.IMAGENET1K_V1.transforms() (resize the
+    short side to 256, centre-crop 224, normalize), pixel for pixel, on odd shapes both ways round."""
+    from PIL import Image
+    from torchvision.models import AlexNet_Weights
+    pixels = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    theirs = AlexNet_Weights.IMAGENET1K_V1.transforms()(Image.fromarray(pixels))
+    ours = data.normalize(data.load_photo(pixels, 224), models.IMAGENET_MEAN, models.IMAGENET_STD)[0]
+    assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_slides_example_classes_are_the_imagenet_indices_we_use():
+    names = [backbones.imagenet_classes()[i] for i in backbones.IMAGENET_EXAMPLE_CLASSES]
+    assert names == ["dumbbell", "dalmatian", "washer", "flamingo", "indigo bunting", "goldfish",
+                     "Chihuahua", "strawberry"]
