@@ -353,6 +353,13 @@ def _downloaded_cifar10(split: str, cfg) -> ImageSet:
     target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
 
     def download() -> dict:
+        # an earlier download (prefetch, or torchvision run by hand) works offline: look before asking
+        for root in dict.fromkeys([target, *cfg.data_roots, cfg.cache_dir]):
+            if (Path(root) / "cifar-10-batches-py").is_dir():
+                try:
+                    return _download_cifar10(split, Path(root), download=False)
+                except RuntimeError:  # torchvision found it incomplete or corrupt: download afresh
+                    pass
         if cfg.offline or not can_download("www.cs.toronto.edu"):
             roots = "\n  ".join(str(r / "cifar10") for r in cfg.data_roots)
             why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "www.cs.toronto.edu cannot be reached"
@@ -371,10 +378,11 @@ def _downloaded_cifar10(split: str, cfg) -> ImageSet:
     return ImageSet(stored["images"], stored["labels"], stored["classes"])
 
 
-def _download_cifar10(split: str, target: Path) -> dict:
-    """torchvision's download (checksummed, so a half-finished one is never taken as complete)."""
+def _download_cifar10(split: str, target: Path, download: bool = True) -> dict:
+    """torchvision's download (checksummed, so a half-finished one is never taken as complete);
+    download=False reads one already in `target` (RuntimeError when it is missing or corrupt)."""
     import torchvision
-    official = torchvision.datasets.CIFAR10(str(target), train=(split == "train"), download=True)
+    official = torchvision.datasets.CIFAR10(str(target), train=(split == "train"), download=download)
     images = torch.from_numpy(official.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor(official.targets, dtype=torch.int64)
     return {"format": CACHE_FORMAT, "images": images, "labels": labels, "classes": list(official.classes)}

@@ -107,3 +107,25 @@ def test_atomic_save_gives_normal_file_permissions(tmp_path, faults):
     cache.atomic_save({"w": torch.zeros(2)}, tmp_path / "cached.pt")
     assert (tmp_path / "cached.pt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     faults.add("inputs tried")
+
+
+def test_an_earlier_torchvision_download_is_used_offline(tmp_path, monkeypatch, isolated_cache):
+    """CIFAR-10 downloaded once (prefetch, or torchvision by hand) into a data root serves offline
+    runs, instead of the 'cannot be downloaded now' error (the offline check came first)."""
+    import torchvision
+    opened = []
+
+    class AlreadyDownloaded:
+        classes = list(data.CIFAR10_CLASSES)
+
+        def __init__(self, root, train, download):
+            opened.append((root, download))
+            self.data = np.zeros((10, 32, 32, 3), dtype=np.uint8)
+            self.targets = list(range(10))
+
+    root = tmp_path / "data"
+    (root / "cifar-10-batches-py").mkdir(parents=True)
+    monkeypatch.setenv("COURSEKIT_DATA", str(root))
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", AlreadyDownloaded)
+    assert len(data.cifar10("test")) == 10 and opened == [(str(root), False)]
