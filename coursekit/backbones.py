@@ -114,7 +114,7 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
         raise ValueError(f"unknown backbone {name!r}: use 'auto', 'imagenet' or 'cifar10'")
     if name in {"auto", "imagenet"}:
         why = _imagenet_unavailable(cfg)
-        if name == "imagenet" and cfg.null == "untrained":
+        if name == "imagenet" and cfg.null:
             why = None  # random weights: nothing to load (auto still picks what the real run would)
         if why is None:
             return _imagenet_backbone(cfg)
@@ -126,7 +126,7 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
         reason = "cifar10 backbone, as asked"
     model, info = trained_cifar10(cfg=cfg, progress=progress)
     arch = info["recipe"]["arch"]
-    if cfg.null == "untrained":
+    if cfg.null:
         reason += f", {UNTRAINED}"
     return Backbone("cifar10", model, list(_data.CIFAR10_CLASSES), 32,
                     _data.CIFAR10_MEAN, _data.CIFAR10_STD, list(model.aliases), reason, info,
@@ -134,8 +134,10 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
                     architecture=lambda: _models.mini_alexnet(**arch))
 
 
-# what a null run (COURSEKIT_NULL=untrained) says about the network it hands out
-UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL=untrained, a null run)"
+# what a null run says about the networks it hands out: in either null (COURSEKIT_NULL=untrained or
+# shuffled-labels) they keep their initial weights; training them on permuted labels would cost
+# minutes and learn no more
+UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 
 
 # How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
@@ -158,7 +160,7 @@ def _imagenet_unavailable(cfg) -> str | None:
 
 
 def _imagenet_backbone(cfg) -> Backbone:
-    untrained = cfg.null == "untrained"
+    untrained = bool(cfg.null)
     model = _models.alexnet(pretrained=not untrained).to(cfg.device).eval()
     reason = "imagenet backbone: torchvision AlexNet, " + (UNTRAINED if untrained else "IMAGENET1K_V1 weights")
     return Backbone("imagenet", model, imagenet_classes(), 224, _models.IMAGENET_MEAN, _models.IMAGENET_STD,
@@ -256,7 +258,7 @@ def trained_cifar10(recipe: dict | None = None, cfg=None,
     """
     cfg = _settings.current(cfg)
     recipe = recipe or cifar10_recipe(cfg)
-    if cfg.null == "untrained":
+    if cfg.null:
         return _untrained(recipe, 10, _data.cifar10("test", cfg), cfg)
     path = cifar10_cache_path(recipe, cfg)
     checkpoints = path.with_suffix(".checkpoints")
@@ -298,7 +300,7 @@ def trained_on_classes(recipe: dict, cfg=None, progress: bool = True):
     """A MiniAlexNet trained on only recipe['classes'] of CIFAR-10, cached like the backbone, in
     eval mode on the configured device. Returns (model, info with test top-1 on those classes)."""
     cfg = _settings.current(cfg)
-    if cfg.null == "untrained":
+    if cfg.null:
         test_set = _data.select_classes(_data.cifar10("test", cfg), recipe["classes"])
         return _untrained(recipe, len(recipe["classes"]), test_set, cfg)
     path = cfg.cache_dir / "models" / f"minialexnet-classes-{_cache.config_key(recipe)}.pt"

@@ -8,10 +8,10 @@ COURSEKIT_OFFLINE=1     never try to download (default: probe when a download is
 COURSEKIT_SEED=0        the seed every notebook starts from
 COURSEKIT_BACKBONE=auto imagenet, cifar10 or auto
 COURSEKIT_NULL=         a null run, the world a paper check must fail in: `untrained` (every network
-                        the course hands out as trained keeps its initial weights) or
-                        `shuffled-labels` (CIFAR-10's training labels are permuted, so whatever
-                        trains on them learns no classes). Its results cache apart, in
-                        <cache>/null-<kind>, so a null run never touches the real cache.
+                        the course hands out as trained, backbone and source networks, keeps its
+                        initial weights) or `shuffled-labels` (the same, and CIFAR-10's training
+                        labels are permuted, so what a notebook trains itself learns no classes).
+                        Its results cache apart, in <cache>/null-<kind>, never in the real cache.
 
 Defaults for data and cache: data/ and data/cache in a source checkout (git clone, `pip install -e`);
 per-user directories when coursekit is installed as a package (`python -m coursekit doctor` shows
