@@ -8,6 +8,8 @@ transfer.py's; the two tasks are data.py's class splits.
 """
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -120,6 +122,25 @@ def curve(results, config: str, split: str | None = None):
         raise ValueError(f"no rows for config={config!r}, split={split!r}; have "
                          f"{sorted(set(zip(results.split, results.config)))}")
     return rows.groupby("n").top1.mean()
+
+
+def seed_noise(results) -> float:
+    """How much one run's top-1 varies with the seed alone: the standard deviation between the seeds
+    of each (split, config, n), pooled over all of them (root of the mean variance, ddof=1), so
+    every run of the table informs it. Raises ValueError unless some configuration has two seeds."""
+    spread = results.groupby(["split", "config", "n"]).top1.var(ddof=1).dropna()
+    if spread.empty:
+        raise ValueError("seed_noise needs at least two seeds of a configuration; add seeds to recipe['seeds']")
+    return float(spread.mean() ** 0.5)
+
+
+def difference_margin(sigma: float, runs_a: int, runs_b: int, z: float = 2.0) -> float:
+    """z standard errors of the difference between a mean over runs_a runs and a mean over runs_b
+    runs, each run's top-1 varying with standard deviation sigma (seed_noise): a difference smaller
+    than this is inside the seed noise (z = 2: about 1 time in 20 by chance)."""
+    if runs_a < 1 or runs_b < 1:
+        raise ValueError(f"need at least one run on each side, got {runs_a} and {runs_b}")
+    return z * sigma * math.sqrt(1 / runs_a + 1 / runs_b)
 
 
 # ---------------------------------------------------------------- figures

@@ -6,6 +6,12 @@ snapshot is from the final network:
                     images (Kornblith et al. 2019); 1 means the same features up to rotation/scale
     weights:        1 - cosine similarity of the flattened weights
 A layer has "settled" at the first snapshot from which its CKA to the final network stays >= 0.9.
+Zeiler & Fergus's own view is each unit's top-9 images (patches.py):
+    progress:       how much of the way from its top-9 at initialization to its final top-9 a layer
+                    has come (0 at initialization, 1 at the end), judged against the layer's own start
+                    because a barely trained conv1 already resembles its final self (CKA about 0.8)
+    class purity:   the share of a unit's top-9 images that belong to its most common class: what the
+                    upper layers develop when they learn classes, and cannot when labels are shuffled
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 
-from . import hooks, train
+from . import hooks, patches, train
 from .plot import filter_grid
 from .widgets import Slider, panel_controls, validate
 
@@ -99,6 +105,56 @@ def _weight_key(model: nn.Module, layer: str) -> str:
         if module is target:
             return f"{name}.weight"
     raise KeyError(layer)
+
+
+@torch.no_grad()
+def top_images(model: nn.Module, snapshots: dict[int, dict], probe: torch.Tensor, layers: list[str],
+               k: int = 9) -> dict[int, dict[str, torch.Tensor]]:
+    """{epoch: {layer: (channels, k) indices into probe}}: each unit's k strongest probe images at each
+    snapshot (its maximum over positions, as in Zeiler & Fergus's top-9). Leaves the last snapshot loaded."""
+    if len(probe) < k:
+        raise ValueError(f"need at least k={k} probe images, got {len(probe)}")
+    tops = {}
+    for epoch in sorted(snapshots):
+        model.load_state_dict(snapshots[epoch])
+        acts = hooks.activations(model.eval(), probe, layers)
+        tops[epoch] = {l: patches.strongest_per_channel(acts[l])[0].topk(k, dim=0).indices.T.cpu() for l in layers}
+    return tops
+
+
+def overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per unit, the share of a's top-k images that are also among b's: (channels, k) x2 -> (channels,)."""
+    return (a[:, :, None] == b[:, None, :]).any(2).float().mean(1)
+
+
+def top9_progress(tops: dict[int, dict[str, torch.Tensor]]) -> dict[str, dict[int, torch.Tensor]]:
+    """{layer: {epoch: per-unit progress (channels,)}}: (overlap_t - overlap_0) / (1 - overlap_0), the
+    overlap of each unit's top images with its final ones measured against the layer's mean overlap
+    at initialization, so every layer runs from 0 (initialization) to 1 (the last snapshot)."""
+    epochs = sorted(tops)
+    final = tops[epochs[-1]]
+    table = {}
+    for layer in final:
+        start = float(overlap(tops[epochs[0]][layer], final[layer]).mean())
+        if start >= 1:
+            raise ValueError(f"{layer}: its top images at the first snapshot already equal the last: "
+                             f"nothing changed (was the network trained?)")
+        table[layer] = {e: (overlap(tops[e][layer], final[layer]) - start) / (1 - start) for e in epochs}
+    return table
+
+
+def class_purity(tops: dict[int, dict[str, torch.Tensor]], labels: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
+    """{layer: {epoch: per-unit purity (channels,)}}: the share of each unit's top images that belong to
+    its most common class (labels: the probe's true classes, (N,)). 1/k at least; near 1 for a unit
+    that responds to one class."""
+    labels = labels.cpu()
+    classes = int(labels.max()) + 1
+    table = {}
+    for epoch in sorted(tops):
+        for layer, top in tops[epoch].items():
+            counts = torch.nn.functional.one_hot(labels[top], classes).sum(1)     # (channels, classes)
+            table.setdefault(layer, {})[epoch] = counts.max(1).values.float() / top.shape[1]
+    return table
 
 
 def settled_at(similarity: dict[int, float], threshold: float = 0.9) -> int:

@@ -83,6 +83,20 @@ def evaluate(model: nn.Module, dataset: _data.ImageSet, batch_size: int = 500,
     return {"top1": top1 / n, "top5": top5 / n, "loss": F.cross_entropy(logits, dataset.labels).item()}
 
 
+def chance_bound(n_images: int, n_classes: int, z: float = 3.0) -> float:
+    """The top-1 accuracy that guessing reaches only by luck: chance (1 / n_classes) plus z standard
+    errors of a binomial proportion over n_images held-out images (z = 3: about 1 time in 700).
+
+    A network trained on shuffled labels memorizes its images but scores at chance on new ones
+    (Zhang et al. 2017, the COURSEKIT_NULL=shuffled-labels run), so held-out top-1 above this bound
+    shows a network learned classes. Raises ValueError for n_images < 1 or n_classes < 2.
+    """
+    if n_images < 1 or n_classes < 2:
+        raise ValueError(f"need n_images >= 1 and n_classes >= 2, got {n_images} and {n_classes}")
+    p = 1 / n_classes
+    return p + z * math.sqrt(p * (1 - p) / n_images)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,

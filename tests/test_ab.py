@@ -55,3 +55,20 @@ def test_ab_plot_and_panel_sweep(ab_results):
             ab.ab_panel(ab_results, **{"n": 3, "config": "AnB", "split": "random", **bad})
     with pytest.raises(ValueError, match="no results"):
         ab.ab_panel(ab_results[ab_results.split == "random"], split="dissimilar")
+
+
+def test_seed_noise_pools_the_spread_between_seeds_of_every_configuration():
+    table = pd.DataFrame({"split": ["r"] * 6, "config": ["baseB", "baseB", "AnB", "AnB", "AnB", "AnB"],
+                          "n": [0, 0, 1, 1, 2, 2], "seed": [0, 1, 0, 1, 0, 1],
+                          "top1": [0.5, 0.6, 0.4, 0.4, 0.3, 0.5]})
+    # per-cell variances (ddof=1): 0.005, 0, 0.02 -> pooled sd sqrt(0.025 / 3)
+    assert ab.seed_noise(table) == pytest.approx((0.025 / 3) ** 0.5)
+    with pytest.raises(ValueError, match="two seeds"):
+        ab.seed_noise(table[table.seed == 0])
+
+
+def test_difference_margin_is_z_standard_errors_of_a_difference_of_means():
+    assert ab.difference_margin(0.03, 2, 2) == pytest.approx(2 * 0.03)
+    assert ab.difference_margin(0.03, 6, 2, z=3) == pytest.approx(3 * 0.03 * (1 / 6 + 1 / 2) ** 0.5)
+    with pytest.raises(ValueError, match="one run"):
+        ab.difference_margin(0.03, 0, 2)

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from coursekit import data, evolution, models, widgets
+from coursekit import data, evolution, hooks, models, widgets
 
 
 def test_linear_cka_is_one_for_rotations_and_scalings_and_small_for_noise():
@@ -93,3 +93,34 @@ def test_snapshot_panel_sweeps_and_rejects_out_of_range(snapshots):
         evolution.snapshot_panel(model, snaps, table, 5)
     with pytest.raises(ValueError):
         evolution.snapshot_panel(model, snaps, table, -1)
+
+
+def test_top9_progress_runs_from_zero_at_the_start_to_one_at_the_end_per_layer():
+    tops = {0: {"x": torch.tensor([[0, 1, 2], [3, 4, 5]])},
+            1: {"x": torch.tensor([[0, 1, 6], [3, 4, 8]])},
+            2: {"x": torch.tensor([[0, 6, 7], [3, 8, 9]])}}
+    assert evolution.overlap(tops[0]["x"], tops[2]["x"]).tolist() == pytest.approx([1 / 3, 1 / 3])
+    progress = evolution.top9_progress(tops)["x"]
+    assert progress[0].mean() == pytest.approx(0.0) and progress[2].tolist() == [1.0, 1.0]
+    assert progress[1].tolist() == pytest.approx([0.5, 0.5])  # overlap 2/3, start 1/3: half way
+    with pytest.raises(ValueError, match="nothing changed"):
+        evolution.top9_progress({0: tops[2], 1: tops[2]})
+
+
+def test_class_purity_is_the_share_of_the_most_common_class_among_a_units_top_images():
+    labels = torch.tensor([0, 0, 1, 2, 2, 2, 0, 0, 1])
+    purity = evolution.class_purity({0: {"x": torch.tensor([[0, 1, 6], [3, 7, 8]])}}, labels)
+    assert purity["x"][0].tolist() == pytest.approx([1.0, 1 / 3])
+
+
+def test_top_images_are_each_units_strongest_probe_images_at_every_snapshot(snapshots):
+    model, snaps, images = snapshots
+    probe = data.to_float(images[:20])
+    tops = evolution.top_images(model, snaps, probe, ["conv1", "fc7"], k=3)
+    assert sorted(tops) == sorted(snaps)
+    model.load_state_dict(snaps[0])
+    fc7 = hooks.activations(model.eval(), probe, ["fc7"])["fc7"]
+    assert torch.equal(tops[0]["fc7"], fc7.topk(3, dim=0).indices.T)
+    assert tops[0]["conv1"].shape == (model.net.conv1.out_channels, 3)
+    with pytest.raises(ValueError, match="k=3"):
+        evolution.top_images(model, snaps, probe[:2], ["fc7"], k=3)

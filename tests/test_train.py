@@ -40,6 +40,17 @@ def test_evaluate_reports_top1_top5():
     assert set(scores) == {"top1", "top5", "loss"} and scores["top5"] == 1.0  # two classes: always in top 5
 
 
+def test_chance_bound_is_chance_plus_z_binomial_errors_and_guessing_rarely_beats_it():
+    assert train.chance_bound(1000, 10) == pytest.approx(0.1 + 3 * (0.1 * 0.9 / 1000) ** 0.5)
+    assert train.chance_bound(1000, 10, z=0) == pytest.approx(0.1)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (1000,), generator=g)
+    guessers = [(torch.randint(0, 10, (1000,), generator=g) == labels).float().mean() for _ in range(500)]
+    assert sum(float(a) > train.chance_bound(1000, 10) for a in guessers) <= 5  # about 1 in 700 expected
+    with pytest.raises(ValueError, match="n_classes"):
+        train.chance_bound(100, 1)
+
+
 def test_seeded_cpu_runs_are_repeatable():
     ds = _toy_set()
     a, b = _model(), _model()
