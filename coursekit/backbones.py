@@ -212,12 +212,22 @@ def _trained_model(state: dict, arch: dict, num_classes: int, cfg) -> _models.Pi
     return model.to(cfg.device).eval()
 
 
+def initial_weights(recipe: dict, num_classes: int, cfg=None) -> _models.PixelModel:
+    """The MiniAlexNet `recipe` trains (cifar10_recipe: 10 classes; source_recipe: one per class
+    of recipe['classes']), with the initial weights its training starts from (torch seeded with
+    recipe['seed']), in eval mode on the configured device. What training added is the trained
+    network's result minus this one's (notebook 09); the null run COURSEKIT_NULL=untrained hands
+    out exactly this network in place of the trained one."""
+    cfg = _settings.current(cfg)
+    torch.manual_seed(recipe["seed"])
+    return _models.mini_alexnet(num_classes=num_classes, **recipe["arch"]).to(cfg.device).eval()
+
+
 def _untrained(recipe: dict, num_classes: int, test_set, cfg) -> tuple[_models.PixelModel, dict]:
     """The network `recipe` would train, with the initial weights its training starts from (the
     null run COURSEKIT_NULL=untrained), and the info a trained one carries: no history, its test
     accuracy (about chance)."""
-    torch.manual_seed(recipe["seed"])
-    model = _models.mini_alexnet(num_classes=num_classes, **recipe["arch"]).to(cfg.device).eval()
+    model = initial_weights(recipe, num_classes, cfg)
     scores = _train.evaluate(model, test_set)
     return model, {"recipe": recipe, "path": None, "history": [], "test_top1": scores["top1"],
                    "test_top5": scores["top5"], "trained_now": False, "null": cfg.null}

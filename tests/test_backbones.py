@@ -210,8 +210,14 @@ def test_untrained_null_hands_out_the_initial_weights_without_training(tiny_cifa
     initial = models.mini_alexnet(**bb.info["recipe"]["arch"])
     assert all(torch.equal(a, b) for a, b in zip(bb.model.state_dict().values(), initial.state_dict().values()))
     assert not list(settings.load().cache_dir.glob("models/*.pt"))  # nothing trained, nothing saved
-    source, info = backbones.trained_on_classes(backbones.source_recipe(["cat", "dog"]))
+    recipe = backbones.source_recipe(["cat", "dog"])
+    source, info = backbones.trained_on_classes(recipe)
     assert info["history"] == [] and source(torch.rand(2, 3, 32, 32)).shape == (2, 2)
+    # the public handle on the same initial weights (notebook 09 compares trained against it)
+    torch.manual_seed(123)  # whatever the global RNG holds: the recipe's seed decides
+    initial = backbones.initial_weights(recipe, 2)
+    assert not initial.training
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), initial.state_dict().values()))
 
 
 def test_untrained_null_on_the_imagenet_path_needs_no_weights(monkeypatch, tmp_path):
