@@ -105,6 +105,16 @@ def attribute(model, x, method: str, **target) -> torch.Tensor:
     return ATTRIBUTIONS[method](model, x, **target)
 
 
+def share_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N,): the share of each non-negative map's total (maps (N, H, W), e.g. saliency) that lies
+    where `masks` (N, H, W) bool is True, such as a pasted object's box (data.pasted_objects).
+    Spread evenly, a map puts the mask's area share there. ValueError for mismatched shapes."""
+    if maps.shape != masks.shape:
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must have the same (N, H, W) shape")
+    inside = (maps * masks).flatten(1).sum(1)
+    return inside / maps.flatten(1).sum(1).clamp_min(1e-12)
+
+
 def as_image(attr: torch.Tensor) -> torch.Tensor:
     """A signed (3, H, W) attribution as a picture: zero is grey, the largest |value| saturates."""
     attr = attr.detach().float()

@@ -179,8 +179,11 @@ def alpha_norm_of(x: torch.Tensor, alpha: float = 6.0, center: float | torch.Ten
 
 
 def l2(center: float | torch.Tensor = 0.0) -> Objective:
-    """The mean of (I - center)^2: Simonyan et al.'s ||I||^2 per pixel (center = the mean image)."""
-    return Objective(lambda out: (out["image"] - center).pow(2).flatten(1).mean(1), (), "l2")
+    """||I - center||_2^2, the SUM of (I - center)^2 over all 3 x H x W values: Simonyan et al.'s
+    squared L2 norm, as on the slide (center = the mean image). A sum, not a mean: each pixel then
+    feels the pull 2 * lambda * (I - center) whatever the image size, so lambda means the same at
+    32 and 224 pixels (a mean divides that pull by 3 H W and leaves it too weak to show)."""
+    return Objective(lambda out: (out["image"] - center).pow(2).flatten(1).sum(1), (), "l2")
 
 
 def tv(beta: float = 2.0) -> Objective:

@@ -1,6 +1,6 @@
 """The papers' recipes on the coursekit.optimize engine, their measurements, and their Try-it panels.
 
-    class_model      Simonyan et al. 2014: arg max_I S_c(I) - lambda ||I - mean||^2 from the mean image
+    class_model      Simonyan et al. 2014: arg max_I S_c(I) - lambda ||I - mean||_2^2 from the mean image
     yosinski         Yosinski et al. 2015: the same under decay / blur / clipping, as in their four settings
     deepdream        Mordvintsev et al. 2015: grow a layer's activation norm on a photo, with octaves
     invert           Mahendran & Vedaldi 2015: an image whose features match a target's, under priors
@@ -28,7 +28,9 @@ def mean_image(mean, size: int, device=None) -> torch.Tensor:
 def class_model(model, c: int, mean, size: int, lam: float = 0.1, steps: int = 100, lr: float = 1.0,
                 objective: str = "score", noise: float = 0.01, seed: int = 0, progress: bool = False) -> optimize.Result:
     """Gradient ascent on the class score ('score', the logit) or 'probability' (softmax), minus
-    lam * mean((I - mean)^2), from the mean image; pixels clamped to [0, 1] so the image stays an image.
+    lam * ||I - mean||_2^2 (objectives.l2: summed over pixels, as on the slide), from the mean image;
+    pixels clamped to [0, 1] so the image stays an image. Plain gradient ascent shrinks I - mean by
+    the factor 1 - 2 lam lr each step, so it is stable only for lam * lr < 1.
 
     The start gets faint noise (std `noise`): a perfectly flat image can sit where every ReLU is off
     and the gradient is exactly zero."""
@@ -41,6 +43,15 @@ def class_model(model, c: int, mean, size: int, lam: float = 0.1, steps: int = 1
     target = O.class_score(c) if objective == "score" else O.class_prob(c)
     return optimize.render(model, target - lam * O.l2(center), P.PixelImage(start), steps=steps, lr=lr,
                            optimizer="sgd", regularizers=[T.clamp()], progress=progress)
+
+
+@reads_model()
+def score_and_norm(model, image: torch.Tensor, c: int, mean) -> tuple[float, float]:
+    """(S_c, ||I - mean||_2^2) of one image (1, 3, H, W): the two terms lambda trades against each other."""
+    with torch.no_grad():
+        score = model(image)[0, c].item()
+    center = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return score, (image - center).pow(2).sum().item()
 
 
 # ---------------------------------------------------------------- Yosinski et al. 2015
@@ -166,23 +177,29 @@ def _figure(images, titles, curve=None, curve_label="objective"):
 
 
 def class_model_controls(classes):
-    """Controls for class_model_panel (the class list comes from the backbone)."""
+    """Controls for class_model_panel (the class list comes from the backbone). lambda is set by its
+    log10, from 1e-4 (next to no prior) to 10^-0.5 (the image pinned near the mean): its effect spans
+    decades. lr stops at 3 so that lam * lr < 1 everywhere, where gradient ascent on the prior is stable."""
     from .widgets import Choice, Slider
-    return [Choice("class_name", list(classes), list(classes)[0]), Slider("lam", 0.0, 2.0, 0.05, 0.1),
-            Slider("steps", 10, 400, 10, 60), Slider("lr", 0.05, 5.0, 0.05, 1.0),
+    return [Choice("class_name", list(classes), list(classes)[0]),
+            Slider("log10_lam", -4.0, -0.5, 0.25, -1.0, "log10 lambda"),
+            Slider("steps", 10, 400, 10, 60), Slider("lr", 0.05, 3.0, 0.05, 1.0),
             Choice("objective", ["score", "probability"], "score")]
 
 
 @panel_controls(lambda backbone: class_model_controls(backbone.classes))
-def class_model_panel(backbone, class_name: str, lam: float, steps: int, lr: float, objective: str = "score"):
-    """The class model for one class, and how its score climbed."""
+def class_model_panel(backbone, class_name: str, log10_lam: float, steps: int, lr: float, objective: str = "score"):
+    """The class model for one class with lambda = 10^log10_lam, titled with its class score S_c and
+    its squared norm ||I - mean||^2 (the trade lambda sets), and how the objective climbed."""
     from .widgets import validate
-    validate(class_model_controls(backbone.classes), class_name=class_name, lam=lam, steps=steps, lr=lr,
-             objective=objective)
+    validate(class_model_controls(backbone.classes), class_name=class_name, log10_lam=log10_lam, steps=steps,
+             lr=lr, objective=objective)
     c = list(backbone.classes).index(class_name)
+    lam = 10.0 ** log10_lam
     result = class_model(backbone.model, c, backbone.mean, backbone.input_size, lam, int(steps), lr, objective)
-    return _figure([result.image[0]], [f"{class_name}: {objective} {result.final:.3g}"], result.history,
-                   f"{objective} of {class_name}")
+    score, norm = score_and_norm(backbone.model, result.image, c, backbone.mean)
+    return _figure([result.image[0]], [f"{class_name}, lambda={lam:.2g}\nS_c={score:.3g}, ||I-mean||²={norm:.3g}"],
+                   result.history, f"{objective} - lambda ||I-mean||²")
 
 
 def _regularization_controls():

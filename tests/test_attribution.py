@@ -80,6 +80,30 @@ def test_deconvnet_unpooling_places_values_at_the_switches():
     assert torch.equal(attr, switches)
 
 
+def test_deconvnet_switches_are_the_window_argmaxes_of_overlapping_pooling():
+    """AlexNet's pooling overlaps (3x3, stride 2): the deconvnet's unpooling must send each pooled
+    unit's signal to the arg-max of its own window, as torch's max_pool2d(return_indices=True) records
+    it, adding up where one pixel wins two windows."""
+    torch.manual_seed(0)
+    pool = nn.Sequential(nn.MaxPool2d(3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 1, bias=False)).eval()
+    with torch.no_grad():
+        pool[3].weight.copy_(torch.arange(1.0, 19.0)[None])
+    x = torch.rand(1, 2, 7, 7) + 0.1
+    attr = attribution.deconvnet(pool, x, target=0)
+    pooled_idx = nn.functional.max_pool2d(x, 3, 2, return_indices=True)[1]   # (1, 2, 3, 3) flat H*W indices
+    switches = torch.zeros(2, 49)
+    switches.scatter_add_(1, pooled_idx[0].flatten(1), torch.arange(1.0, 19.0).view(2, 9))
+    assert torch.equal(attr[0], switches.view(2, 7, 7))
+
+
+def test_share_inside_is_the_mass_on_the_mask():
+    maps = torch.tensor([[[1.0, 3.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    masks = torch.tensor([[[False, True], [False, False]], [[True, True], [False, False]]])
+    assert attribution.share_inside(maps, masks).tolist() == [0.75, 0.5]
+    with pytest.raises(ValueError, match="same"):
+        attribution.share_inside(maps, masks[:1])
+
+
 def test_unit_of_a_named_layer_and_its_position():
     model = relu_sandwich()
     attr = attribution.gradient(model, X, layer="2", unit=0, position=(1, 1))

@@ -146,3 +146,29 @@ def test_shuffled_labels_null_permutes_only_the_training_labels(tiny_cifar, monk
     assert (shuffled.labels != train.labels).float().mean() > 0.5
     assert torch.equal(data.cifar10("train").labels, shuffled.labels)  # the same permutation each time
     assert torch.equal(data.cifar10("test").labels, test.labels)
+
+
+def test_pasted_objects_put_the_centre_crop_at_the_box_on_a_plain_canvas():
+    torch.manual_seed(0)
+    images = data.ImageSet(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.arange(6), list("abcdef"))
+    pasted = data.pasted_objects(images, (0.2, 0.4, 0.6), fraction=0.625, seed=1)
+    assert pasted.side == 20 and pasted.images.images.shape == (6, 3, 32, 32)
+    assert torch.equal(pasted.images.labels, images.labels)
+    masks = pasted.masks()
+    assert masks.shape == (6, 32, 32) and (masks.flatten(1).sum(1) == 400).all()
+    grey = torch.tensor([51, 102, 153], dtype=torch.uint8)
+    for i, (top, left) in enumerate(pasted.corners.tolist()):
+        assert torch.equal(pasted.images.images[i, :, top:top + 20, left:left + 20], images.images[i, :, 6:26, 6:26])
+        outside = pasted.images.images[i].permute(1, 2, 0)[~masks[i]]
+        assert (outside == grey).all()
+    assert len({tuple(c) for c in pasted.corners.tolist()}) > 1, "the boxes move from image to image"
+    again = data.pasted_objects(images, (0.2, 0.4, 0.6), fraction=0.625, seed=1)
+    assert torch.equal(again.corners, pasted.corners)
+
+
+def test_pasted_objects_reject_a_bad_fraction_or_colour():
+    images = data.ImageSet(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.arange(2), ["a", "b"])
+    with pytest.raises(ValueError, match="fraction"):
+        data.pasted_objects(images, (0.5, 0.5, 0.5), fraction=1.5)
+    with pytest.raises(ValueError, match="RGB"):
+        data.pasted_objects(images, (128, 128, 128))

@@ -112,9 +112,9 @@ def test_alpha_norm_known_value():
     assert O.alpha_norm_of(x + 1, 6, center=1).item() == pytest.approx((2 * 0.5 ** 6 + 1) / 4)
 
 
-def test_l2_penalty_is_mean_square_from_center():
+def test_l2_penalty_is_the_squared_norm_from_center_summed_over_pixels():
     image = torch.full((1, 3, 2, 2), 0.7)
-    assert O.l2(0.5)(outputs_for(image=image)).item() == pytest.approx(0.04)
+    assert O.l2(0.5)(outputs_for(image=image)).item() == pytest.approx(12 * 0.04)  # 12 values, as on the slide
 
 
 # ---------------------------------------------------------------- step regularizers and transforms

@@ -101,10 +101,35 @@ def test_class_model_panel_sweeps_and_rejects_bad_values(tiny_backbone, monkeypa
     # the sweep checks every value is accepted; fewer steps keep it fast
     monkeypatch.setattr(visualize, "class_model", _capped(visualize.class_model, "steps", 3, positional=5))
     _sweep(lambda **v: visualize.class_model_panel(bb, **v), controls)
-    with pytest.raises(ValueError, match="lam"):
-        visualize.class_model_panel(bb, "cat", -0.1, 10, 0.1)
+    with pytest.raises(ValueError, match="log10_lam"):
+        visualize.class_model_panel(bb, "cat", 0.5, 10, 0.1)
     with pytest.raises(ValueError, match="class_name"):
-        visualize.class_model_panel(bb, "unicorn", 0.1, 10, 0.1)
+        visualize.class_model_panel(bb, "unicorn", -1.0, 10, 0.1)
+
+
+def _title_numbers(fig) -> list[float]:
+    import re
+    return [float(v) for v in re.findall(r"=(-?[\d.]+(?:e[-+]?\d+)?)", fig.axes[0].get_title())]
+
+
+def test_class_model_panel_lambda_trades_score_for_norm(tiny_backbone):
+    """Moving the lambda slider changes the figure's numbers: the prior pulls the image's squared
+    norm ||I - mean||^2 down (issue 15: a mean-over-pixels prior left every slider value alike)."""
+    low, high = (visualize.class_model_panel(tiny_backbone, "cat", v, 20, 1.0)
+                 for v in (-4.0, -0.5))
+    (lam_low, s_low, n_low), (lam_high, s_high, n_high) = _title_numbers(low), _title_numbers(high)
+    plt.close(low), plt.close(high)
+    assert (lam_low, lam_high) == (pytest.approx(1e-4), pytest.approx(0.32))
+    assert n_high < 0.5 * n_low, (n_low, n_high)
+    assert s_high != s_low
+
+
+def test_l2_prior_is_stable_and_pulls_towards_the_mean_as_lambda_grows(tiny_backbone):
+    bb = tiny_backbone
+    norms = [visualize.score_and_norm(bb.model, visualize.class_model(bb.model, 3, bb.mean, 32, lam=lam, steps=20,
+                                                                      lr=1.0).image, 3, bb.mean)[1]
+             for lam in (0.0, 0.01, 0.1, 0.3)]
+    assert norms == sorted(norms, reverse=True), norms
 
 
 def test_regularization_panel_sweeps_and_rejects_bad_values(tiny_backbone, monkeypatch):
