@@ -3,7 +3,7 @@
     class_model      Simonyan et al. 2014: arg max_I S_c(I) - lambda ||I - mean||^2 from the mean image
     yosinski         Yosinski et al. 2015: the same under decay / blur / clipping, as in their four settings
     deepdream        Mordvintsev et al. 2015: grow a layer's activation norm on a photo, with octaves
-    invert           Mahendran & Vedaldi 2015: an image whose features match a target's, under priors
+    invert           Mahendran & Vedaldi 2015: an image whose features match a target's, under priors (no clamp)
 """
 from __future__ import annotations
 
@@ -153,16 +153,21 @@ def tv_weight_for(layer: str, base: float = 1.0) -> float:
 @reads_model(grad=True)
 def invert(model, target: torch.Tensor, layer: str, steps: int = 200, tv_weight: float = 1.0, beta: float = 2.0,
            alpha_weight: float = 1.0, alpha: float = 6.0, starts: int = 1, lr: float = 0.05, seed: int = 0,
-           center=0.5, progress: bool = False) -> optimize.Result:
-    """min_x ||phi(x) - phi_0||^2 / ||phi_0||^2 + alpha_weight ||x - center||_alpha^alpha + tv_weight TV_beta(x),
-    from `starts` noise images at once (Adam, pixels clamped to [0, 1])."""
+           center=0.5, bound: float = 0.5, progress: bool = False) -> optimize.Result:
+    """min_x ||phi(x) - phi_0||^2 / ||phi_0||^2 + alpha_weight mean|(x - center) / bound|^alpha + tv_weight TV_beta(x),
+    from `starts` noise images at once (Adam). target: (1 or starts, 3, H, W); one target per start
+    inverts a batch of images at once.
+
+    No clamp: as in Mahendran & Vedaldi, the alpha-norm keeps the pixels in range. Like their
+    normalization by the pixel range B, `bound` (half of [0, 1]) makes the prior about 1 per pixel
+    at the edge of the range, so it stays negligible inside and grows as |x|^6 outside."""
     phi0 = hooks.forward_until(model, target, layer).detach() if layer else None
     g = torch.Generator().manual_seed(seed)
     noise = (0.5 + 0.1 * torch.randn(starts, *target.shape[1:], generator=g)).clamp(0, 1).to(target.device)
-    objective = (-O.feature_error(layer, phi0) - alpha_weight * O.alpha_norm(alpha, center)
+    objective = (-O.feature_error(layer, phi0) - alpha_weight / bound ** alpha * O.alpha_norm(alpha, center)
                  - tv_weight * O.tv(beta))
     return optimize.render(model, objective, P.PixelImage(noise), steps=steps, lr=lr, optimizer="adam",
-                           regularizers=[T.clamp()], progress=progress)
+                           progress=progress)
 
 
 @reads_model()
