@@ -140,8 +140,12 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL=untrained, a null run)"
 
 # How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
-CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160}}
-IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224}}
+# class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
+# need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
+CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
+                  "class_model_starts": {"quick": 3, "full": 3}}
+IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
+                   "class_model_starts": {"quick": 1, "full": 1}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
