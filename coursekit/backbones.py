@@ -142,8 +142,12 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 
 # How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
-CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160}}
-IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224}}
+# class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
+# need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
+CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
+                  "class_model_starts": {"quick": 3, "full": 3}}
+IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
+                   "class_model_starts": {"quick": 1, "full": 1}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
@@ -292,6 +296,51 @@ def _train_cifar10(recipe: dict, checkpoints: Path, cfg, progress: bool) -> dict
     scores = _train.evaluate(model, test_set)
     return {"model": _cpu_weights(model), "history": history.rows,
             "test_top1": scores["top1"], "test_top5": scores["top5"]}
+
+
+# ---------------------------------------------------------------- a second, independently trained network
+
+def second_recipe(cfg=None) -> dict:
+    """How the second cifar10 network is trained: the backbone's recipe with the next seed, on fewer
+    images for fewer epochs (300 per class x 2 epochs in quick mode, 2,500 x 6 in full), so it
+    trains in seconds to minutes and is cached like the backbone."""
+    cfg = _settings.current(cfg)
+    return {**cifar10_recipe(cfg), "seed": cfg.seed + 1, "per_class": cfg.pick(quick=300, full=2500),
+            "epochs": cfg.pick(quick=2, full=6)}
+
+
+# ResNet-18's stages under AlexNet's names at the same depth, so a layer named on the backbone
+# (DeepDream's conv3) names a layer of the second imagenet network too
+RESNET18_STAGES = {"conv1": "net.conv1", "conv2": "net.layer1", "conv3": "net.layer2", "conv4": "net.layer3",
+                   "conv5": "net.layer4", "fc8": "net.fc"}
+
+
+def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tuple[_models.PixelModel, dict]:
+    """A second network over the backbone's classes, trained independently of it: a judge of whether
+    what one network finds (an adversarial example, a class model, a dreamed pattern, a
+    reconstruction) carries over to another (Szegedy et al. 2014; Yosinski et al. 2015).
+
+    cifar10: a MiniAlexNet from `second_recipe` (other seed, fewer images). imagenet: torchvision's
+    ResNet-18 (IMAGENET1K_V1 weights, downloaded once like AlexNet's; another architecture too), its
+    stages named conv1 ... conv5 and fc8 by depth (RESNET18_STAGES).
+    Takes [0, 1] pixels like the backbone, in eval mode on the configured device. A null run
+    (COURSEKIT_NULL) hands it out untrained, like every trained network. Returns (model,
+    info with 'test_top1' where known, else None).
+    """
+    cfg = _settings.current(cfg)
+    if backbone.name == "cifar10":
+        return trained_cifar10(second_recipe(cfg), cfg, progress)
+    from torchvision.models import ResNet18_Weights, resnet18
+    weights = None if cfg.null else ResNet18_Weights.IMAGENET1K_V1
+    try:
+        net = resnet18(weights=weights)
+    except Exception as err:  # no cache and no network: say which weights and how to get them
+        raise RuntimeError(f"the second imagenet network (torchvision ResNet-18, {weights}) could not be "
+                           f"loaded ({err}); connect once so torch caches it in {torch.hub.get_dir()}, "
+                           f"or use backbones.backbone('cifar10')") from err
+    model = _models.PixelModel(net, _models.IMAGENET_MEAN, _models.IMAGENET_STD, RESNET18_STAGES)
+    model = model.to(cfg.device).eval()
+    return model, {"recipe": {"torchvision": "resnet18", "weights": str(weights)}, "test_top1": None}
 
 
 # ---------------------------------------------------------------- a source network for new classes

@@ -92,12 +92,22 @@ def _check_index(index: int, size: int, what: str) -> None:
 
 # ---------------------------------------------------------------- what the network says
 
-def class_score(c: int) -> Objective:
-    """S_c(I): the unnormalized score (logit) of class c, as Simonyan et al. maximize it."""
+def class_score(c) -> Objective:
+    """S_c(I): the unnormalized score (logit) of class c, as Simonyan et al. maximize it. c: one class
+    index for every image, or a sequence of them, one per image of the batch (several class models
+    climbed in one batch)."""
+    classes = [c] if isinstance(c, int) else [int(k) for k in c]
+
     def fn(out):
-        _check_index(c, out["logits"].shape[1], "class")
-        return out["logits"][:, c]
-    return Objective(fn, (), f"score[{c}]", needs_logits=True)
+        logits = out["logits"]
+        for k in classes:
+            _check_index(k, logits.shape[1], "class")
+        if isinstance(c, int):
+            return logits[:, c]
+        if len(classes) != len(logits):
+            raise ValueError(f"{len(classes)} classes given for a batch of {len(logits)} images: give one per image")
+        return logits[torch.arange(len(logits), device=logits.device), torch.tensor(classes, device=logits.device)]
+    return Objective(fn, (), f"score[{c if isinstance(c, int) else ','.join(map(str, classes))}]", needs_logits=True)
 
 
 def class_prob(c: int) -> Objective:

@@ -3,7 +3,7 @@
     class_model      Simonyan et al. 2014: arg max_I S_c(I) - lambda ||I - mean||_2^2 from the mean image
     yosinski         Yosinski et al. 2015: the same under decay / blur / clipping, as in their four settings
     deepdream        Mordvintsev et al. 2015: grow a layer's activation norm on a photo, with octaves
-    invert           Mahendran & Vedaldi 2015: an image whose features match a target's, under priors
+    invert           Mahendran & Vedaldi 2015: an image whose features match a target's, under priors (no clamp)
 """
 from __future__ import annotations
 
@@ -92,6 +92,27 @@ def high_frequency_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor
     return (power * high).flatten(1).sum(1) / power.flatten(1).sum(1).clamp_min(1e-12)
 
 
+def one_of(result: optimize.Result, i: int) -> optimize.Result:
+    """Image i of a batched render as a Result of its own: (1, 3, H, W) image, its last objective value
+    as `final` (a batch's history is the mean over its images, so it is not kept)."""
+    return optimize.Result(result.image[[i]], [result.values[i].item()], result.values[[i]])
+
+
+def grey_share(images: torch.Tensor, center=0.5) -> torch.Tensor:
+    """(N,) the share of each image's pixels left exactly at the grey `center` (what clipping resets)."""
+    c = torch.as_tensor(center, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
+    return (images - c).abs().amax(1).eq(0).flatten(1).float().mean(1)
+
+
+@reads_model()
+def recognized(judge, images: torch.Tensor, classes) -> torch.Tensor:
+    """(N,) bool: where `judge`, a second network trained apart from the one that made the images
+    (backbones.second_network), assigns images[i] (N, 3, H, W in [0, 1]) to classes[i] (its top-1).
+    What a class model or a reconstruction carries about its class beyond the one network's quirks."""
+    with torch.no_grad():
+        return judge(images).argmax(1).cpu() == torch.as_tensor(classes).cpu()
+
+
 # ---------------------------------------------------------------- DeepDream
 
 OCTAVE_SCALE = 1.4  # the original's ratio between octaves
@@ -117,6 +138,18 @@ def layer_energy(model, image: torch.Tensor, layer: str) -> float:
         return hooks.forward_until(model, image, layer).pow(2).mean().item()
 
 
+def phase_scrambled(edit: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """DeepDream's control edit: each channel of `edit` (N, C, H, W) with its Fourier amplitudes kept and
+    its phases replaced by those of white noise. Same L2 norm (Parseval) and the same energy at every
+    spatial frequency, but the patterns' structure is gone: what is left of an effect is the edit's
+    size and frequencies, not what it depicts."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.fft.rfft2(torch.randn(edit.shape, generator=g, dtype=torch.float64))
+    spectrum = torch.fft.rfft2(edit.double().cpu())
+    scrambled = torch.fft.irfft2(spectrum.abs() * noise / noise.abs().clamp_min(1e-12), s=edit.shape[-2:])
+    return scrambled.to(edit)
+
+
 # ---------------------------------------------------------------- Mahendran & Vedaldi 2015
 
 def tv_weight_for(layer: str, base: float = 1.0) -> float:
@@ -131,16 +164,21 @@ def tv_weight_for(layer: str, base: float = 1.0) -> float:
 @reads_model(grad=True)
 def invert(model, target: torch.Tensor, layer: str, steps: int = 200, tv_weight: float = 1.0, beta: float = 2.0,
            alpha_weight: float = 1.0, alpha: float = 6.0, starts: int = 1, lr: float = 0.05, seed: int = 0,
-           center=0.5, progress: bool = False) -> optimize.Result:
-    """min_x ||phi(x) - phi_0||^2 / ||phi_0||^2 + alpha_weight ||x - center||_alpha^alpha + tv_weight TV_beta(x),
-    from `starts` noise images at once (Adam, pixels clamped to [0, 1])."""
+           center=0.5, bound: float = 0.5, progress: bool = False) -> optimize.Result:
+    """min_x ||phi(x) - phi_0||^2 / ||phi_0||^2 + alpha_weight mean|(x - center) / bound|^alpha + tv_weight TV_beta(x),
+    from `starts` noise images at once (Adam). target: (1 or starts, 3, H, W); one target per start
+    inverts a batch of images at once.
+
+    No clamp: as in Mahendran & Vedaldi, the alpha-norm keeps the pixels in range. Like their
+    normalization by the pixel range B, `bound` (half of [0, 1]) makes the prior about 1 per pixel
+    at the edge of the range, so it stays negligible inside and grows as |x|^6 outside."""
     phi0 = hooks.forward_until(model, target, layer).detach() if layer else None
     g = torch.Generator().manual_seed(seed)
     noise = (0.5 + 0.1 * torch.randn(starts, *target.shape[1:], generator=g)).clamp(0, 1).to(target.device)
-    objective = (-O.feature_error(layer, phi0) - alpha_weight * O.alpha_norm(alpha, center)
+    objective = (-O.feature_error(layer, phi0) - alpha_weight / bound ** alpha * O.alpha_norm(alpha, center)
                  - tv_weight * O.tv(beta))
     return optimize.render(model, objective, P.PixelImage(noise), steps=steps, lr=lr, optimizer="adam",
-                           regularizers=[T.clamp()], progress=progress)
+                           progress=progress)
 
 
 @reads_model()
@@ -214,15 +252,20 @@ REGULARIZATION_PANEL = _regularization_controls()
 
 
 @reads_model(grad=True)
-def regularized_class_model(model, c: int, size: int, steps: int, lr: float | None = None, parameterization="pixels",
+def regularized_class_model(model, c, size: int, steps: int, lr: float | None = None, parameterization="pixels",
                             center=0.5, noise: float = 0.0, seed: int = 0, stop_at: float | None = None,
                             **setting) -> optimize.Result:
     """The class score climbed from grey plus faint noise (std `noise`) under one regularization setting
     (yosinski_regularizers) in pixel space with gradient ascent (default lr 1.0), or with the FFT +
-    decorrelated-colour image, jitter and scaling, with Adam (default lr 0.05)."""
+    decorrelated-colour image, jitter and scaling, with Adam (default lr 0.05).
+
+    c: a class index (one image), or a list of them (one image each, climbed in one batch; each
+    image's regularizers act on it alone, but jitter and scaling move the whole batch alike).
+    The result's image is (len(c) or 1, 3, size, size); its history is the batch's mean score."""
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    start = (center + noise * torch.randn(1, 3, size, size, generator=g)).clamp(0, 1).to(device)
+    n = 1 if isinstance(c, int) else len(c)
+    start = (center + noise * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1).to(device)
     if parameterization == "fft":
         return optimize.render(model, O.class_score(c), P.FFTImage.from_image(start), steps=steps, lr=lr or 0.05,
                                optimizer="adam", transforms=[T.jitter(max(1, size // 16)), T.random_scale()],

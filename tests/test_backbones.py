@@ -246,3 +246,24 @@ def test_the_slides_example_classes_are_the_imagenet_indices_we_use():
     names = [backbones.imagenet_classes()[i] for i in backbones.IMAGENET_EXAMPLE_CLASSES]
     assert names == ["dumbbell", "dalmatian", "washer", "flamingo", "indigo bunting", "goldfish",
                      "Chihuahua", "strawberry"]
+
+
+def test_second_network_is_the_backbones_recipe_with_the_next_seed():
+    cfg = settings.current()
+    recipe = backbones.second_recipe(cfg)
+    assert recipe["seed"] == cfg.seed + 1
+    assert {k: v for k, v in recipe.items() if k not in {"seed", "per_class", "epochs"}} == \
+        {k: v for k, v in backbones.cifar10_recipe(cfg).items() if k not in {"seed", "per_class", "epochs"}}
+
+
+def test_second_imagenet_network_names_its_stages_like_alexnet(monkeypatch):
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")  # random weights: nothing to download
+    fake = backbones.Backbone("imagenet", None, backbones.imagenet_classes(), 224, models.IMAGENET_MEAN,
+                              models.IMAGENET_STD, [])
+    judge, info = backbones.second_network(fake)
+    from coursekit import hooks
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 64, device=next(judge.parameters()).device)
+        assert judge(x).shape == (1, 1000)
+        assert hooks.forward_until(judge, x, "conv3").shape[1] == 128  # ResNet-18's layer2
+    assert info["test_top1"] is None

@@ -42,6 +42,16 @@ def test_class_score_and_probability():
     assert O.class_prob(2)(out).item() == pytest.approx(math.exp(3) / sum(math.exp(v) for v in (1, 2, 3)))
 
 
+def test_class_score_one_class_per_image():
+    logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert O.class_score([2, 0])(outputs_for(logits=logits)).tolist() == [3.0, 4.0]
+    assert O.class_score(1)(outputs_for(logits=logits)).tolist() == [2.0, 5.0]
+    with pytest.raises(ValueError, match="one per image"):
+        O.class_score([0, 1, 2])(outputs_for(logits=logits))
+    with pytest.raises(ValueError, match="class 3"):
+        O.class_score([0, 3])(outputs_for(logits=logits))
+
+
 def test_channel_unit_and_layer_norm():
     act = torch.arange(2 * 3 * 3, dtype=torch.float32).view(1, 2, 3, 3)
     out = outputs_for(conv=act)

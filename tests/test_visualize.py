@@ -61,6 +61,36 @@ def test_regularized_class_model_pixels_and_fft(tiny_backbone):
         visualize.regularized_class_model(bb.model, 1, 32, 5, parameterization="wavelet")
 
 
+def test_class_models_batch_one_image_per_class(tiny_backbone):
+    bb = tiny_backbone
+    setting = {k: v for k, v in visualize.YOSINSKI_SETTINGS[1].items() if k != "steps"}
+    batch = visualize.regularized_class_model(bb.model, [1, 4, 1], 32, 5, noise=0.02, **setting)
+    assert batch.image.shape == (3, 3, 32, 32) and batch.values.shape == (3,)
+    one = visualize.one_of(batch, 1)
+    assert one.image.shape == (1, 3, 32, 32) and one.final == batch.values[1].item()
+    assert 0.5 <= visualize.grey_share(batch.image).min() < 1  # setting 1 clips half the pixels by norm
+    assert visualize.grey_share(torch.rand(2, 3, 8, 8)).tolist() == [0.0, 0.0]
+
+
+def test_recognized_compares_the_judges_top1_with_each_class(tiny_backbone):
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        top = tiny_backbone.model(images).argmax(1)
+    assert visualize.recognized(tiny_backbone.model, images, top).all()
+    assert not visualize.recognized(tiny_backbone.model, images, (top + 1) % 10).any()
+
+
+def test_phase_scrambled_keeps_the_norm_and_spectrum_but_not_the_pattern():
+    edit = torch.zeros(1, 3, 24, 21)
+    edit[..., 8:16, 6:14] = 1.0  # a square: all its structure is in the phases
+    control = visualize.phase_scrambled(edit, seed=0)
+    assert control.shape == edit.shape
+    assert control.norm().item() == pytest.approx(edit.norm().item(), rel=1e-5)
+    assert torch.allclose(torch.fft.rfft2(control).abs(), torch.fft.rfft2(edit).abs(), atol=1e-4)
+    assert (control - edit).norm() > 0.5 * edit.norm()
+    assert not torch.equal(control, visualize.phase_scrambled(edit, seed=1))
+
+
 def test_deepdream_grows_the_layer_norm(tiny_backbone):
     model = tiny_backbone.model
     torch.manual_seed(0)
