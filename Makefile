@@ -21,12 +21,13 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(VENV)/.installed
 	$(JUPYTER) lab $(ROOT_FLAG) notebooks/
 
-# unit tests, every notebook under nbval beside the null runs, then the notebooks in a real browser
-# (the nbval pass has cached the trained backbone by then). Two workers on two cores: one thread per
+# unit tests, every notebook under nbval, the null runs (their report joins nbval's results), then
+# the notebooks in a real browser (the nbval pass has cached the trained backbone by then). Two workers on two cores: one thread per
 # notebook kernel, as tests/conftest.py gives each unit-test worker (more threads only fight)
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 tests --ignore=tests/browser --ignore=tests/paperchecks
-	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadgroup -m "not costly" notebooks/ tests/paperchecks
+	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not costly" tests/paperchecks
 	sh tools/install_chromium.sh
 	$(PY) -m pytest tests/browser
 

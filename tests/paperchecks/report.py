@@ -1,6 +1,7 @@
 """The paper-check report printed at the end of a pytest run: every check, whether it passes on the
-real setup (its nbval cell) and whether it fails in its null (test_null_runs). Loaded for every run
-from the project root by the root conftest.py; prints nothing when no check ran."""
+real setup (its nbval cell) and whether it fails in its null (test_null_runs), joined with the
+previous run's results through pytest's cache. Loaded for every run from the project root by the
+root conftest.py; prints nothing when no check ran."""
 from __future__ import annotations
 
 import re
@@ -32,9 +33,21 @@ def pytest_runtest_logreport(report):
         _real[(Path(match["path"]).name, int(match["cell"]))] = "passes" if report.passed else "FAILS"
 
 
+def _remembered(config):
+    """Join this run's results with the last run's (pytest's cache): `make test` runs nbval and the
+    null runs as two sessions, and the second prints the whole table."""
+    for key, mine in (("paperchecks/real", _real), ("paperchecks/null", _null)):
+        stored = {tuple(k): v for k, v in config.cache.get(key, [])} if config.cache else {}
+        for k, v in stored.items():
+            mine.setdefault(k, tuple(v) if isinstance(v, list) else v)
+        if config.cache:
+            config.cache.set(key, [[list(k), v] for k, v in mine.items()])
+
+
 def pytest_terminal_summary(terminalreporter):
     if not (_real or _null):
         return
+    _remembered(terminalreporter.config)
     write = terminalreporter.write_line
     terminalreporter.section("paper checks: real setup (nbval) and null run (COURSEKIT_NULL)")
     keys = sorted(set(_real) | set(_null))
