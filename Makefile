@@ -1,12 +1,14 @@
 # Each target is a thin recipe; see README.md.
 PYTHON ?= python3
 VENV   ?= .venv
+# students work in their own environment: coursekit and JupyterLab, no test or grading extras
+STUDENT_VENV ?= .venv-student
 PY     := $(VENV)/bin/python
 JUPYTER := $(VENV)/bin/jupyter
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SUBMISSIONS ?= submissions
 
-.PHONY: lab course test nullruns browser student grade bench clean
+.PHONY: lab instructor course test nullruns browser student grade bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
@@ -18,7 +20,21 @@ $(VENV)/.installed: pyproject.toml
 # jupyter refuses to run as root unless told; containers and CI machines often are root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lab: $(VENV)/.installed
+$(STUDENT_VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
+	test -x $(STUDENT_VENV)/bin/python || $(PYTHON) -m venv $(STUDENT_VENV)
+	$(STUDENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(STUDENT_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
+# the student path: the student notebooks (release/, committed) copied into my-notebooks/, where a
+# notebook already there is the student's own and is never overwritten
+lab: $(STUDENT_VENV)/.installed
+	$(STUDENT_VENV)/bin/python -m coursekit workspace --release release --into my-notebooks
+	$(STUDENT_VENV)/bin/jupyter lab $(ROOT_FLAG) my-notebooks/
+
+# instructors: the notebooks with solutions and hidden tests, and nbgrader's instructor extensions
+instructor: $(VENV)/.installed
 	$(JUPYTER) lab $(ROOT_FLAG) notebooks/
 
 # unit tests, every notebook under nbval, the null runs (their report joins nbval's results), then
@@ -52,6 +68,7 @@ course: $(VENV)/.installed
 		--output-dir build $(NOTEBOOKS)
 	$(JUPYTER) nbconvert --to html --output-dir build $(addprefix build/,$(notdir $(NOTEBOOKS)))
 
+# release/ is committed (students need no nbgrader); tests/test_release.py fails when it is stale
 student: $(VENV)/.installed
 	$(PY) -m coursekit student
 
@@ -63,4 +80,4 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run_all
 
 clean:
-	rm -rf build release .pytest_cache
+	rm -rf build .pytest_cache

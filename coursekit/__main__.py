@@ -170,7 +170,7 @@ def _clean_cache(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- homework: student, grade, validate
+# ---------------------------------------------------------------- homework: student, workspace, grade, validate
 
 def _add_student(commands) -> None:
     cmd = _command(commands, "student", "make the student versions of the notebooks (solutions removed)",
@@ -186,6 +186,38 @@ def _student(args) -> int:
     from . import grading
     paths = grading.make_release(args.notebooks, args.out)
     print(f"wrote {len(paths)} student notebooks to {args.out}/")
+    return 0
+
+
+def _add_workspace(commands) -> None:
+    cmd = _command(commands, "workspace", "copy the student notebooks into your own folder to work in",
+                   "Copies each student notebook (release/, made by `make student`) into your folder,\n"
+                   "my-notebooks/ by default. A notebook already there is yours and is never\n"
+                   "overwritten: to start one afresh, rename or delete your copy and run this again.")
+    cmd.add_argument("--release", default="release", help="the student notebooks (default: release)")
+    cmd.add_argument("--into", default="my-notebooks", help="your folder (default: my-notebooks)")
+    cmd.set_defaults(run=_workspace)
+
+
+def _workspace(args) -> int:
+    release, mine = Path(args.release), Path(args.into)
+    notebooks = sorted(release.glob("*.ipynb"))
+    if not notebooks:
+        raise ValueError(f"no student notebooks in {release.resolve()}; run `make student` (instructors) "
+                         "or pass --release with the folder your instructor gave you")
+    mine.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for source in notebooks:
+        target = mine / source.name
+        try:
+            with source.open("rb") as src, target.open("xb") as dst:    # "x": never overwrite a student's copy
+                shutil.copyfileobj(src, dst)
+        except FileExistsError:
+            kept.append(target.name)
+    print(f"{len(notebooks) - len(kept)} notebooks copied into {mine}/")
+    if kept:
+        print(f"kept your own copies of {len(kept)} ({', '.join(kept)}); rename one and run again to get "
+              "the current version beside it")
     return 0
 
 
@@ -237,7 +269,8 @@ def _validate(args) -> int:
     return 1 if problems else 0
 
 
-COMMANDS = [_add_doctor, _add_prefetch, _add_clean_cache, _add_student, _add_grade, _add_validate]
+COMMANDS = [_add_doctor, _add_prefetch, _add_clean_cache, _add_workspace, _add_student, _add_grade,
+            _add_validate]
 
 
 def parser() -> argparse.ArgumentParser:

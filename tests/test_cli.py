@@ -165,3 +165,24 @@ def test_clean_cache_refuses_a_cache_that_holds_what_it_must_keep(capsys, tmp_pa
     code, _, err = run(capsys, "clean-cache", "--yes")
     assert code == 2 and holds in err and "COURSEKIT_CACHE" in err
     assert (tmp_path / "something.pt").is_file()
+
+
+# ---------------------------------------------------------------- workspace: the student's own copies
+
+def test_workspace_copies_new_notebooks_and_never_overwrites_a_students_copy(tmp_path, capsys):
+    release, mine = tmp_path / "release", tmp_path / "mine"
+    release.mkdir()
+    (release / "01_a.ipynb").write_text("release 01")
+    (release / "02_b.ipynb").write_text("release 02")
+    mine.mkdir()
+    (mine / "01_a.ipynb").write_text("my answers")
+    code, out, _ = run(capsys, "workspace", "--release", str(release), "--into", str(mine))
+    assert code == 0
+    assert (mine / "01_a.ipynb").read_text() == "my answers"
+    assert (mine / "02_b.ipynb").read_text() == "release 02"
+    assert "1 notebooks copied" in out and "01_a.ipynb" in out
+
+
+def test_workspace_without_student_notebooks_says_how_to_get_them(tmp_path, capsys):
+    code, _, err = run(capsys, "workspace", "--release", str(tmp_path / "missing"), "--into", str(tmp_path / "mine"))
+    assert code == 2 and "make student" in err
