@@ -17,6 +17,8 @@ import pkgutil
 import sys
 
 import matplotlib.pyplot as plt
+import matplotlib.text
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -49,8 +51,9 @@ def panel_functions():
 # ---------------------------------------------------------------- what the leading arguments are
 
 def _ab_results():
-    rows = [{"split": split, "config": config, "n": n, "seed": 0, "top1": 0.5 + 0.01 * n}
-            for split in ("random", "dissimilar") for config in ("AnB", "AnB+", "BnB", "BnB+")
+    # every split and configuration its own numbers, so a control that picks one can show it
+    rows = [{"split": split, "config": config, "n": n, "seed": 0, "top1": 0.5 + 0.01 * n + 0.02 * i + 0.1 * j}
+            for j, split in enumerate(("random", "dissimilar")) for i, config in enumerate(("AnB", "AnB+", "BnB", "BnB+"))
             for n in range(1, 8)]
     rows += [{"split": s, "config": c, "n": 0, "seed": 0, "top1": 0.6} for s in ("random", "dissimilar")
              for c in ("baseA", "baseB")]
@@ -58,8 +61,8 @@ def _ab_results():
 
 
 def _learning_results():
-    return pd.DataFrame([{"method": m, "labels": n, "seed": 0, "top1": 0.3 + 0.001 * n}
-                         for m in ("scratch", "fixed features", "fine-tune") for n in (5, 20, 100, 500)])
+    return pd.DataFrame([{"method": m, "labels": n, "seed": 0, "top1": 0.3 + 0.001 * n + 0.05 * i}
+                         for i, m in enumerate(("scratch", "fixed features", "fine-tune")) for n in (5, 20, 100, 500)])
 
 
 def _ablation_results(module):
@@ -224,3 +227,48 @@ def test_panel_rejects_values_beyond_its_ranges(panel_id, registered, faults):
         faults.add("inputs tried")
 
     rejects()
+
+
+# ---------------------------------------------------------------- every control changes what is shown
+
+def _drawn_numbers(figure):
+    """What the figure shows as numbers, in data coordinates: every image's pixels, line's points,
+    collection's offsets and values and patch's outline (not the text: a title that prints the
+    control's own value would change whatever the control did). None for a panel that returns no
+    matplotlib figure; the texts when the figure draws nothing but text (a message)."""
+    if figure is None or not hasattr(figure, "axes"):
+        return None
+    arrays = []
+    for ax in figure.axes:
+        arrays += [im.get_array() for im in ax.images] + [line.get_xydata() for line in ax.lines]
+        arrays += [part for c in ax.collections for part in (c.get_offsets(), c.get_array()) if part is not None]
+        arrays += [p.get_patch_transform().transform(p.get_path().vertices) for p in ax.patches]
+        arrays += [p.get_facecolor() for p in ax.patches]          # a diagram says it in colour
+    plt.close(figure)
+    if not arrays:
+        return tuple(t.get_text() for t in figure.findobj(matplotlib.text.Text))
+    return tuple(np.round(np.ma.filled(np.asarray(a, dtype=float), np.nan), 6).tobytes() for a in arrays)
+
+
+@pytest.mark.parametrize("panel_id, registered", PANELS, ids=IDS)
+def test_moving_each_control_changes_the_figure(panel_id, registered):
+    """A control whose whole range draws the same numbers is a slider that does nothing (05's
+    lambda slider did: its L2 prior was a mean over 3,072 pixels). Each control is moved to both
+    ends of its range, the others at their defaults; one end must draw other numbers."""
+    callback, args, controls = resolve(registered)
+    base = defaults(controls)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        shown = _drawn_numbers(callback(**args, **base))
+        if shown is None:
+            pytest.skip(f"{callback.__name__} shows no matplotlib figure")
+        inert = []
+        for control in controls:
+            ends = grid(control) if isinstance(control, Slider) else control.values()
+            moved = []
+            for value in {ends[0], ends[-1]} - {base[control.name]}:
+                torch.manual_seed(0)
+                moved.append(_drawn_numbers(callback(**args, **{**base, control.name: value})))
+            if moved and all(m == shown for m in moved):
+                inert.append(control.name)
+    assert not inert, f"{panel_id}: moving {inert} across the whole range draws the same numbers"
