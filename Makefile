@@ -1,8 +1,10 @@
 # Each target is a thin recipe; see README.md.
 PYTHON ?= python3
 VENV   ?= .venv
-# students work in their own environment: coursekit and JupyterLab, no test or grading extras
+# students work in their own environment: coursekit and JupyterLab, no test or grading extras.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs CPU-only torch first (no CUDA libraries)
 STUDENT_VENV ?= .venv-student
+TORCH_INDEX ?=
 PY     := $(VENV)/bin/python
 JUPYTER := $(VENV)/bin/jupyter
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -24,7 +26,8 @@ $(STUDENT_VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
 	test -x $(STUDENT_VENV)/bin/python || $(PYTHON) -m venv $(STUDENT_VENV)
 	$(STUDENT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(STUDENT_VENV)/bin/python -m pip install --quiet -e .
+	$(if $(TORCH_INDEX),$(STUDENT_VENV)/bin/python -m pip install torch torchvision --index-url $(TORCH_INDEX))
+	$(STUDENT_VENV)/bin/python -m pip install -e .
 	touch $@
 
 # the student path: the student notebooks (release/, committed) copied into my-notebooks/, where a
