@@ -49,10 +49,21 @@ def _doctor(args) -> int:
     print("cache contents (COURSEKIT_CACHE moves the cache):")
     for line in _cache_listing(cfg.cache_dir) or ["  (empty)"]:
         print(line)
-    cached = backbones.imagenet_weights_cached()
-    print(f"ImageNet AlexNet weights: {'in' if cached else 'not in'} torch's cache ({torch.hub.get_dir()})"
-          + ("" if cached else "; `python -m coursekit prefetch` downloads them"))
+    for label, weights, _ in _imagenet_weights():
+        cached = backbones.imagenet_weights_cached(weights)
+        print(f"{label}: {'in' if cached else 'not in'} torch's cache ({torch.hub.get_dir()})"
+              + ("" if cached else "; `python -m coursekit prefetch` downloads them"))
     return 0
+
+
+def _imagenet_weights() -> list:
+    """(label, torchvision weights, download) for each network the imagenet path loads: the
+    backbone, AlexNet, and the second network, ResNet-18 (backbones.second_network)."""
+    from torchvision.models import AlexNet_Weights, ResNet18_Weights
+    from . import models
+    return [("ImageNet AlexNet weights", AlexNet_Weights.IMAGENET1K_V1, lambda: models.alexnet(pretrained=True)),
+            ("ImageNet ResNet-18 weights (the second network)", ResNet18_Weights.IMAGENET1K_V1,
+             lambda: models.resnet18(pretrained=True))]
 
 
 def _folder_summary(root: Path) -> str:
@@ -91,10 +102,11 @@ def _size(path: Path) -> int:
 
 
 def _add_prefetch(commands) -> None:
-    cmd = _command(commands, "prefetch", "download CIFAR-10 and the ImageNet AlexNet weights now, while online",
+    cmd = _command(commands, "prefetch", "download CIFAR-10 and the ImageNet AlexNet and ResNet-18 weights now, while online",
                    "Run once on a machine with internet access; afterwards the notebooks work offline.\n"
                    "CIFAR-10 goes into the first data root (or the cache if that is read-only) and is\n"
-                   "decoded into the cache; the AlexNet weights go into torch's cache. What is already\n"
+                   "decoded into the cache; the weights of AlexNet (the imagenet backbone) and ResNet-18\n"
+                   "(its second network) go into torch's cache. What is already\n"
                    "here is not downloaded again. Offline (COURSEKIT_OFFLINE=1 or no network) it says\n"
                    "what is missing and exits with status 1.")
     cmd.set_defaults(run=_prefetch)
@@ -114,10 +126,11 @@ def _prefetch(args) -> int:
             print(f"CIFAR-10 {split}: ready ({len(images)} images)")
         except (OSError, RuntimeError) as err:  # DataNotFoundError, network errors
             missing.append(f"CIFAR-10 {split}: {err}")
-    try:
-        print(f"ImageNet AlexNet weights: {_prefetch_alexnet(cfg)}")
-    except (OSError, RuntimeError) as err:
-        missing.append(f"ImageNet AlexNet weights: {err}")
+    for label, weights, download in _imagenet_weights():
+        try:
+            print(f"{label}: {_prefetch_weights(cfg, weights, download)}")
+        except (OSError, RuntimeError) as err:
+            missing.append(f"{label}: {err}")
     if missing:
         offline = "offline (COURSEKIT_OFFLINE=1 is set)" if cfg.offline else "some downloads failed"
         print(f"prefetch incomplete, {offline}. Missing:\n" + "\n".join(missing), file=sys.stderr)
@@ -125,16 +138,16 @@ def _prefetch(args) -> int:
     return 0
 
 
-def _prefetch_alexnet(cfg) -> str:
-    from . import backbones, data, models
+def _prefetch_weights(cfg, weights, download) -> str:
+    from . import backbones, data
     import torch
-    if backbones.imagenet_weights_cached():
+    if backbones.imagenet_weights_cached(weights):
         return f"ready (in {torch.hub.get_dir()})"
     if cfg.offline or not data.can_download("download.pytorch.org"):
         why = "COURSEKIT_OFFLINE=1 is set" if cfg.offline else "download.pytorch.org cannot be reached"
         raise RuntimeError(f"not in torch's cache ({torch.hub.get_dir()}) and {why}; "
                            f"run `python -m coursekit prefetch` again while online")
-    models.alexnet(pretrained=True)  # torchvision's checksummed download into torch's cache
+    download()  # torchvision's checksummed download into torch's cache
     return f"downloaded (into {torch.hub.get_dir()})"
 
 

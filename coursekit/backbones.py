@@ -31,11 +31,13 @@ def imagenet_classes() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def imagenet_weights_cached() -> bool:
-    """True when torchvision's AlexNet IMAGENET1K_V1 weights are already in torch's cache."""
-    from torchvision.models import AlexNet_Weights
-    url = AlexNet_Weights.IMAGENET1K_V1.url
-    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]).is_file()
+def imagenet_weights_cached(weights=None) -> bool:
+    """True when torchvision's `weights` (a weights enum member; default AlexNet IMAGENET1K_V1, the
+    imagenet backbone's) are already in torch's cache, under the file name torchvision downloads to."""
+    if weights is None:
+        from torchvision.models import AlexNet_Weights
+        weights = AlexNet_Weights.IMAGENET1K_V1
+    return (Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[1]).is_file()
 
 
 @dataclass
@@ -93,6 +95,15 @@ class Backbone:
             raise ValueError(f"backbone {self.name!r} was built without an `architecture`; build it with "
                              f"backbones.backbone(), or pass architecture=<function returning the network>")
         return self.architecture().to(self.device).eval()
+
+    def untrained_copies(self, n: int, seed: int):
+        """n copies of the architecture with fresh random weights (see `untrained`), copy k drawn
+        right after torch.manual_seed(seed + k), so each is repeatable and its own draw. A generator:
+        one copy is built at a time (an ImageNet AlexNet is 244 MB). The null a trained network's
+        result is measured against, and the spread that null_bar turns into a bar."""
+        for k in range(n):
+            torch.manual_seed(seed + k)
+            yield self.untrained()
 
     def example_image(self) -> torch.Tensor:
         """The running example, a photo of a cat, as a (1, 3, input_size, input_size) [0, 1] batch on
@@ -216,6 +227,17 @@ def _trained_model(state: dict, arch: dict, num_classes: int, cfg) -> _models.Pi
     return model.to(cfg.device).eval()
 
 
+def null_bar(null_values, k: float = 3.0) -> float:
+    """The value a trained network's result must exceed to count as learned, not built in: the mean
+    of the same measurement on untrained copies (Backbone.untrained_copies) plus k standard
+    deviations between the copies (ddof=1). null_values: a sequence or 1-D tensor of at least three
+    numbers (two give no usable spread); raises ValueError otherwise."""
+    values = torch.as_tensor([float(v) for v in null_values], dtype=torch.float64)
+    if len(values) < 3:
+        raise ValueError(f"null_bar needs the measurement on at least 3 untrained copies, got {len(values)}")
+    return float(values.mean() + k * values.std())
+
+
 def initial_weights(recipe: dict, num_classes: int, cfg=None) -> _models.PixelModel:
     """The MiniAlexNet `recipe` trains (cifar10_recipe: 10 classes; source_recipe: one per class
     of recipe['classes']), with the initial weights its training starts from (torch seeded with
@@ -316,12 +338,6 @@ def second_recipe(cfg=None) -> dict:
             "epochs": cfg.pick(quick=2, full=6)}
 
 
-# ResNet-18's stages under AlexNet's names at the same depth, so a layer named on the backbone
-# (DeepDream's conv3) names a layer of the second imagenet network too
-RESNET18_STAGES = {"conv1": "net.conv1", "conv2": "net.layer1", "conv3": "net.layer2", "conv4": "net.layer3",
-                   "conv5": "net.layer4", "fc8": "net.fc"}
-
-
 def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tuple[_models.PixelModel, dict]:
     """A second network over the backbone's classes, trained independently of it: a judge of whether
     what one network finds (an adversarial example, a class model, a dreamed pattern, a
@@ -329,7 +345,7 @@ def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tupl
 
     cifar10: a MiniAlexNet from `second_recipe` (other seed, fewer images). imagenet: torchvision's
     ResNet-18 (IMAGENET1K_V1 weights, downloaded once like AlexNet's; another architecture too), its
-    stages named conv1 ... conv5 and fc8 by depth (RESNET18_STAGES).
+    stages named conv1 ... conv5 and fc8 by depth (models.RESNET18_ALIASES).
     Takes [0, 1] pixels like the backbone, in eval mode on the configured device. A null run
     (COURSEKIT_NULL) hands it out untrained, like every trained network. Returns (model,
     info with 'test_top1' where known, else None).
@@ -337,17 +353,15 @@ def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tupl
     cfg = _settings.current(cfg)
     if backbone.name == "cifar10":
         return trained_cifar10(second_recipe(cfg), cfg, progress)
-    from torchvision.models import ResNet18_Weights, resnet18
-    weights = None if cfg.null else ResNet18_Weights.IMAGENET1K_V1
     try:
-        net = resnet18(weights=weights)
+        model = _models.resnet18(pretrained=not cfg.null)
     except Exception as err:  # no cache and no network: say which weights and how to get them
-        raise RuntimeError(f"the second imagenet network (torchvision ResNet-18, {weights}) could not be "
-                           f"loaded ({err}); connect once so torch caches it in {torch.hub.get_dir()}, "
-                           f"or use backbones.backbone('cifar10')") from err
-    model = _models.PixelModel(net, _models.IMAGENET_MEAN, _models.IMAGENET_STD, RESNET18_STAGES)
+        raise RuntimeError(f"the second imagenet network (torchvision ResNet-18, IMAGENET1K_V1) could not be "
+                           f"loaded ({err}); run `python -m coursekit prefetch` once while online so torch "
+                           f"caches it in {torch.hub.get_dir()}, or use backbones.backbone('cifar10')") from err
     model = model.to(cfg.device).eval()
-    return model, {"recipe": {"torchvision": "resnet18", "weights": str(weights)}, "test_top1": None}
+    weights = "random weights (null run)" if cfg.null else "ResNet18_Weights.IMAGENET1K_V1"
+    return model, {"recipe": {"torchvision": "resnet18", "weights": weights}, "test_top1": None}
 
 
 # ---------------------------------------------------------------- a source network for new classes

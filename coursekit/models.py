@@ -244,6 +244,24 @@ def alexnet(pretrained: bool = True) -> PixelModel:
     return PixelModel(net, IMAGENET_MEAN, IMAGENET_STD, ALEXNET_ALIASES)
 
 
+# ResNet-18's stages under AlexNet's names at the same depth, so a layer named on the imagenet
+# backbone (DeepDream's conv3) names a layer of the second imagenet network too
+RESNET18_ALIASES = {"conv1": "net.conv1", "conv2": "net.layer1", "conv3": "net.layer2", "conv4": "net.layer3",
+                    "conv5": "net.layer4", "fc8": "net.fc"}
+
+
+def resnet18(pretrained: bool = True) -> PixelModel:
+    """torchvision's ResNet-18 (He et al. 2016; IMAGENET1K_V1 weights when `pretrained`), taking
+    pixels in [0, 1], its stages also named conv1 ... conv5 and fc8 (RESNET18_ALIASES).
+
+    Loads weights from torch's cache or downloads them; raises RuntimeError if neither works.
+    """
+    from torchvision.models import ResNet18_Weights
+    from torchvision.models import resnet18 as tv_resnet18
+    net = tv_resnet18(weights=ResNet18_Weights.IMAGENET1K_V1 if pretrained else None)
+    return PixelModel(net, IMAGENET_MEAN, IMAGENET_STD, RESNET18_ALIASES)
+
+
 # ---------------------------------------------------------------- smaller pieces for the lecture
 
 def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int = 32) -> nn.Sequential:

@@ -178,6 +178,24 @@ def test_untrained_needs_an_architecture():
         bb.untrained()
 
 
+def test_untrained_copies_are_repeatable_and_each_its_own_draw():
+    bb = backbones.Backbone("mine", torch.nn.Linear(4, 2), ["a"], 8, (0.5,) * 3, (0.5,) * 3, [],
+                            architecture=lambda: torch.nn.Linear(4, 2))
+    first = [m.weight.clone() for m in bb.untrained_copies(3, seed=7)]
+    again = [m.weight for m in bb.untrained_copies(3, seed=7)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    torch.manual_seed(8)
+    assert torch.equal(first[1], torch.nn.Linear(4, 2).weight)      # copy k is drawn after seed + k
+
+
+def test_null_bar_is_mean_plus_k_sd_and_needs_three_copies():
+    assert backbones.null_bar([1.0, 2.0, 3.0]) == pytest.approx(2.0 + 3 * 1.0)
+    assert backbones.null_bar(torch.tensor([1.0, 2.0, 3.0]), k=2) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="at least 3"):
+        backbones.null_bar([1.0, 2.0])
+
+
 # ---------------------------------------------------------------- a weak model's empty selection
 
 def test_classified_correctly_keeps_a_non_empty_selection():

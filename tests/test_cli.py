@@ -21,12 +21,20 @@ def torch_home(tmp_path, monkeypatch):
     return home
 
 
-def fake_alexnet_weights(torch_home):
+def fake_alexnet_weights(torch_home, weights=None):
+    """A stand-in file where torchvision caches `weights` (default AlexNet IMAGENET1K_V1)."""
     from torchvision.models import AlexNet_Weights
-    path = torch_home / "hub" / "checkpoints" / AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
-    path.parent.mkdir(parents=True)
+    weights = weights or AlexNet_Weights.IMAGENET1K_V1
+    path = torch_home / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"stand-in")
     return path
+
+
+def fake_all_weights(torch_home):
+    from torchvision.models import ResNet18_Weights
+    fake_alexnet_weights(torch_home)
+    fake_alexnet_weights(torch_home, ResNet18_Weights.IMAGENET1K_V1)
 
 
 def run(capsys, *argv):
@@ -79,8 +87,10 @@ def test_doctor_reports_device_data_cache_and_weights(capsys, tiny_cifar, isolat
     assert f"{tiny_cifar}: cifar10/ (test, train)" in out
     assert str(isolated_cache) in out and "models/" in out and "2.0 MB in 1 files" in out
     assert "AlexNet weights: not in torch's cache" in out and str(torch_home) in out
+    assert "ResNet-18 weights (the second network): not in torch's cache" in out
     fake_alexnet_weights(torch_home)
-    assert "AlexNet weights: in torch's cache" in run(capsys, "doctor")[1]
+    out = run(capsys, "doctor")[1]
+    assert "AlexNet weights: in torch's cache" in out and "ResNet-18 weights (the second network): not in" in out
 
 
 def test_doctor_says_a_data_root_is_missing(capsys, tmp_path, monkeypatch, isolated_cache, torch_home):
@@ -98,13 +108,13 @@ def test_prefetch_offline_fails_and_says_why_and_what_to_do(capsys, tmp_path, mo
     code, out, err = run(capsys, "prefetch")
     assert code == 1
     assert "offline (COURSEKIT_OFFLINE=1 is set)" in err
-    assert "CIFAR-10 train" in err and "CIFAR-10 test" in err and "AlexNet weights" in err
+    assert "CIFAR-10 train" in err and "CIFAR-10 test" in err and "AlexNet weights" in err and "ResNet-18" in err
     # the ways out a student can actually take, not a path from the developers' machine
     assert "COURSEKIT_DATA" in err and "python -m coursekit prefetch" in err and "../shared" not in err
 
 
 def test_prefetch_offline_succeeds_when_nothing_is_missing(capsys, tiny_cifar, torch_home):
-    fake_alexnet_weights(torch_home)
+    fake_all_weights(torch_home)
     code, out, err = run(capsys, "prefetch")
     assert code == 0 and not err
     assert "CIFAR-10 train: ready (60 images)" in out and "CIFAR-10 test: ready (20 images)" in out
@@ -124,11 +134,12 @@ def test_prefetch_online_uses_the_course_download_functions(capsys, tmp_path, mo
     monkeypatch.setattr(data, "can_download", lambda host="", timeout=0: True)
     monkeypatch.setattr(data, "_download_cifar10", download_cifar10)
     monkeypatch.setattr(models, "alexnet", lambda pretrained=True: calls.append(("alexnet", pretrained)))
+    monkeypatch.setattr(models, "resnet18", lambda pretrained=True: calls.append(("resnet18", pretrained)))
     code, out, err = run(capsys, "prefetch")
     assert code == 0, err
     # downloads land in the data root (created if missing), where clean-cache never deletes them
     assert calls == [("cifar10", "train", tmp_path / "data"), ("cifar10", "test", tmp_path / "data"),
-                     ("alexnet", True)]
+                     ("alexnet", True), ("resnet18", True)]
     assert "downloaded" in out
 
 
