@@ -239,7 +239,8 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
         loss and train_top1 are then on the perturbed batches. Not with checkpoint_dir: a function's
         settings cannot be fingerprinted, so a resumed run could not be told from another run.
     checkpoint_dir: save after every epoch and resume from the newest valid checkpoint there.
-    live: redraw loss/accuracy curves in the notebook after each epoch.
+    live: redraw loss/accuracy curves in the notebook after each epoch (in place, below the
+        progress bar, which stays).
     autocast: mixed precision (bf16). Default: on for CUDA, off on the CPU, because bf16 CPU kernels
         are not bit-repeatable (two seeded runs in one process ended with different weights); pass
         True for 1.5-2x faster steps on CPUs with bf16 instructions (`native_bf16`).
@@ -273,6 +274,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
         label_smoothing=label_smoothing, seed=seed, autocast=autocast, **extra)
     history, start = _resume(checkpoint_dir, run, model, optimizer, scheduler)
     bar = _progress_bar(epochs * steps, start * steps, progress)
+    redraw = _live_curves() if live else None
     images = train_set.images.to(device, non_blocking=True)
     labels = train_set.labels.to(device, non_blocking=True)
     try:
@@ -292,8 +294,8 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
                 save_checkpoint(checkpoint_dir, epoch + 1, model, optimizer, scheduler, history, run)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("loss", "test_top1")})
-            if live:
-                _redraw(history)
+            if redraw is not None:
+                redraw(history)
     except torch.OutOfMemoryError as err:
         raise RuntimeError(f"out of memory with batch_size={batch_size} on {device}: try "
                            f"batch_size={max(1, batch_size // 2)}") from err
@@ -457,10 +459,19 @@ def _progress_bar(total, initial, enabled):
     return tqdm(total=total, initial=initial, desc="training", unit="batch", leave=False)
 
 
-def _redraw(history: History):
-    from IPython.display import clear_output, display
-    import matplotlib.pyplot as plt
-    clear_output(wait=True)
-    figure = history.plot()
-    display(figure)
-    plt.close(figure)
+def _live_curves():
+    """A function that draws the history's curves into one display slot and updates that slot in
+    place each epoch: clearing the cell's output instead would wipe tqdm's progress bar too."""
+    handle = None
+
+    def redraw(history: History) -> None:
+        nonlocal handle
+        from IPython.display import display
+        import matplotlib.pyplot as plt
+        figure = history.plot()
+        if handle is None:
+            handle = display(figure, display_id=True)
+        else:
+            handle.update(figure)
+        plt.close(figure)
+    return redraw

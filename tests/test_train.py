@@ -29,6 +29,26 @@ def test_fit_learns_a_trivial_task():
     assert list(frame.index) == [1, 2, 3, 4]
 
 
+def test_live_curves_update_one_display_in_place_and_keep_the_progress_bar(monkeypatch):
+    import IPython.display
+    shown, cleared = [], []
+
+    class Handle:
+        def update(self, figure):
+            shown.append(("update", figure))
+
+    def display(figure, display_id=False):
+        shown.append(("display", figure))
+        return Handle() if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(IPython.display, "clear_output", lambda wait=False: cleared.append(wait))
+    ds = _toy_set(16)
+    train.fit(_model(), ds, ds, epochs=3, batch_size=8, lr=0.02, progress=False, augment=False, live=True)
+    assert [kind for kind, _ in shown] == ["display", "update", "update"]   # one slot, redrawn each epoch
+    assert not cleared                                                        # so tqdm's bar above it stays
+
+
 def test_topk_correct():
     logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
     labels = torch.tensor([1, 2])
