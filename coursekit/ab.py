@@ -143,6 +143,32 @@ def difference_margin(sigma: float, runs_a: int, runs_b: int, z: float = 2.0) ->
     return z * sigma * math.sqrt(1 / runs_a + 1 / runs_b)
 
 
+def filter_similarity(filters_a: torch.Tensor, filters_b: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """How alike two layers' filters are, whatever their order (Yosinski et al. 2014's "key
+    observation": first-layer filters look alike whatever the task).
+
+    filters_a (K, ...) and filters_b (K', ...), e.g. conv1 weights (K, 3, k, k) or what training
+    added to them. Each filter is flattened and centred; the K x K' Pearson correlations are paired
+    one to one so that their sum is largest (the Hungarian algorithm, scipy's linear_sum_assignment).
+    A filter with no variation (all zeros: nothing learned) correlates 0 with every filter.
+    Returns (the mean correlation of the min(K, K') pairs, in [-1, 1]; for each row of filters_a in
+    pairing order, the index of its partner in filters_b, a (min(K, K'),) long tensor).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    def centred_unit(filters):
+        flat = filters.detach().double().cpu().flatten(1)
+        flat = flat - flat.mean(1, keepdim=True)
+        norm = flat.norm(dim=1, keepdim=True)
+        return torch.where(norm > 1e-12, flat / norm.clamp_min(1e-12), torch.zeros_like(flat))
+
+    if filters_a.shape[1:] != filters_b.shape[1:]:
+        raise ValueError(f"filters of different shapes: {tuple(filters_a.shape)} and {tuple(filters_b.shape)}")
+    corr = (centred_unit(filters_a) @ centred_unit(filters_b).T).numpy()
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    return float(corr[rows, cols].mean()), torch.as_tensor(cols, dtype=torch.long)
+
+
 # ---------------------------------------------------------------- figures
 
 STYLE = {"baseA": ("black", "s"), "baseB": ("white", "o"), "BnB": ("tab:blue", "o"),

@@ -72,3 +72,17 @@ def test_difference_margin_is_z_standard_errors_of_a_difference_of_means():
     assert ab.difference_margin(0.03, 6, 2, z=3) == pytest.approx(3 * 0.03 * (1 / 6 + 1 / 2) ** 0.5)
     with pytest.raises(ValueError, match="one run"):
         ab.difference_margin(0.03, 0, 2)
+
+
+def test_filter_similarity_pairs_filters_whatever_their_order():
+    torch.manual_seed(0)
+    filters = torch.randn(6, 3, 5, 5)
+    order = torch.randperm(6)
+    same, partner = ab.filter_similarity(filters, 2 * filters[order] + 1)  # scale and offset do not matter
+    assert same == pytest.approx(1.0) and torch.equal(order[partner], torch.arange(6))
+    assert ab.filter_similarity(filters, -filters)[0] < 0.5, "a sign flip is a different feature"
+    assert ab.filter_similarity(filters, torch.zeros(6, 3, 5, 5))[0] == 0.0, "nothing learned: no similarity"
+    unrelated = [ab.filter_similarity(torch.randn(16, 75), torch.randn(16, 75))[0] for _ in range(50)]
+    assert 0.05 < sum(unrelated) / 50 < 0.35, "unrelated filters still pair up a little"
+    with pytest.raises(ValueError, match="different shapes"):
+        ab.filter_similarity(filters, torch.randn(6, 3, 3, 3))
