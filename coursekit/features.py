@@ -229,12 +229,13 @@ def probe_draws(train: dict, train_labels: torch.Tensor, test: dict, test_labels
     from .pipeline import linear_classifier
     if set(train) != set(test):
         raise ValueError(f"train and test must hold the same spaces, got {sorted(train)} and {sorted(test)}")
+    train_labels = torch.as_tensor(train_labels)
     num_classes = int(train_labels.max()) + 1
     rows = []
     for draw in range(draws):
-        few = _data.balanced_indices(train_labels, num_classes, shots, seed=draw)
+        few = _data.balanced_indices(train_labels, num_classes, shots, seed=draw).numpy()
         for space, x in train.items():
-            probe = linear_classifier(_numpy(x[few]), _numpy(train_labels[few]))
+            probe = linear_classifier(_numpy(x)[few], train_labels.numpy()[few])
             rows.append({"draw": draw, "shots": shots, "space": space, "dims": x.shape[1],
                          "top1": float(probe.score(_numpy(test[space]), _numpy(test_labels))),
                          "alpha": float(probe[-1].alpha_)})
