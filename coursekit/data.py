@@ -58,16 +58,23 @@ class ImageSet:
             if value is not None and not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a whole number >= 1 (or None for everything), not {value!r}")
         per_class = per_class if per_class is not None else max(1, total // len(self.classes))
-        generator = torch.Generator().manual_seed(seed)
-        keep = []
-        for c in range(len(self.classes)):
-            members = torch.nonzero(self.labels == c).flatten()
-            keep.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
-        return self[torch.cat(keep).sort().values]
+        return self[balanced_indices(self.labels, len(self.classes), per_class, seed)]
 
     def floats(self, device=None) -> torch.Tensor:
         """Images as float32 in [0, 1] on `device`."""
         return to_float(self.images.to(device) if device is not None else self.images)
+
+
+def balanced_indices(labels: torch.Tensor, num_classes: int, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a class-balanced random draw: `per_class` of each class 0..num_classes-1
+    (all of a class that has fewer), the same draw for the same seed. ImageSet.subset draws with it,
+    and so does a probe that draws rows of features cached for a whole image set."""
+    generator = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        keep.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(keep).sort().values
 
 
 def dataset_hash(dataset: ImageSet) -> str:

@@ -212,6 +212,40 @@ def probe_layers(model: nn.Module, train_set: _data.ImageSet, test_set: _data.Im
     return pd.DataFrame(rows)
 
 
+def probe_draws(train: dict, train_labels: torch.Tensor, test: dict, test_labels: torch.Tensor,
+                shots: int, draws: int):
+    """Few-shot linear probes on features extracted once: for each draw d = 0 .. draws-1, `shots`
+    labelled rows per class are drawn from `train` (data.balanced_indices with seed d, the images
+    ImageSet.subset(per_class=shots, seed=d) picks), a probe is fitted on them for every space and
+    scored on all of `test`.
+
+    train, test: {space name: (N, D) features} with the same spaces (a layer, 'pixels', ...);
+    labels (N,) in 0..C-1. The probe is pipeline.linear_classifier: standardized ridge regression,
+    its L2 weight chosen per space and per draw by leave-one-out cross-validation on the draw's own
+    labelled rows (the test rows choose nothing). Returns a pandas table, one row per draw and space:
+    draw, shots, space, dims, top1 (test accuracy), alpha (the chosen L2 weight).
+    """
+    import pandas as pd
+    from .pipeline import linear_classifier
+    if set(train) != set(test):
+        raise ValueError(f"train and test must hold the same spaces, got {sorted(train)} and {sorted(test)}")
+    train_labels = torch.as_tensor(train_labels)
+    num_classes = int(train_labels.max()) + 1
+    rows = []
+    for draw in range(draws):
+        few = _data.balanced_indices(train_labels, num_classes, shots, seed=draw).numpy()
+        for space, x in train.items():
+            probe = linear_classifier(_numpy(x)[few], train_labels.numpy()[few])
+            rows.append({"draw": draw, "shots": shots, "space": space, "dims": x.shape[1],
+                         "top1": float(probe.score(_numpy(test[space]), _numpy(test_labels))),
+                         "alpha": float(probe[-1].alpha_)})
+    return pd.DataFrame(rows)
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
 def tsne(features: torch.Tensor, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """(N, 2) t-SNE embedding (scikit-learn), after PCA to 50 dims as van der Maaten advises."""
     from sklearn.decomposition import PCA

@@ -102,6 +102,26 @@ def test_probe_layers_table(isolated_cache):
     assert table.top1.between(0, 1).all() and table.dims.tolist()[1] == 4 * 4
 
 
+def test_probe_draws_draws_what_subset_draws_and_scores_every_space():
+    rng = np.random.default_rng(0)
+    labels = torch.arange(60) % 3
+    signal = torch.from_numpy(rng.normal(size=(60, 8))).float()
+    signal[torch.arange(60), labels] += 6.0          # separable along axis c
+    noise = torch.from_numpy(rng.normal(size=(60, 8))).float()
+    train = {"signal": signal[:45], "noise": noise[:45]}
+    test = {"signal": signal[45:], "noise": noise[45:]}
+    runs = features.probe_draws(train, labels[:45], test, labels[45:], shots=4, draws=3)
+    assert len(runs) == 3 * 2 and set(runs.columns) >= {"draw", "shots", "space", "dims", "top1", "alpha"}
+    mean = runs.groupby("space").top1.mean()
+    assert mean["signal"] > 0.9 and mean["noise"] < 0.8
+    # draw d labels the rows ImageSet.subset(per_class=4, seed=d) would pick
+    pool = data.ImageSet(torch.arange(45, dtype=torch.uint8).view(45, 1, 1, 1), labels[:45], ["a", "b", "c"])
+    drawn = pool.subset(per_class=4, seed=2).images.flatten().long()  # each image holds its own index
+    assert torch.equal(data.balanced_indices(labels[:45], 3, 4, seed=2), drawn)
+    with pytest.raises(ValueError, match="same spaces"):
+        features.probe_draws(train, labels[:45], {"signal": test["signal"]}, labels[45:], shots=4, draws=1)
+
+
 def test_tsne_shape_and_perplexity_check():
     x = torch.randn(40, 60)
     assert features.tsne(x, perplexity=10).shape == (40, 2)
