@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .course import STUDENT, Homework, cause, fresh_course, nbgrader_api, without_colours
+from .course import RELEASED, STUDENT, Homework, cause, fresh_course, nbgrader_api, without_colours
+from .normalize import SubmissionError, read_submission
 from .notebooks import exercise_section, grade_id, graded_part, is_hidden
 
 
@@ -50,12 +51,12 @@ def grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cel
     {scores: {grade_id: points}, errors: {grade_id: message}, notes} or {error, notes}.
     The kernel's working directory is inside `course`."""
     import nbformat
+    release = nbformat.reads(hw.files[f"{RELEASED}/{hw.name}.ipynb"].decode(), as_version=4)
     try:
-        nb = nbformat.read(str(submission), as_version=4)
-        nbformat.validate(nb)
-    except Exception as err:    # empty file, broken JSON, not a notebook
-        return {"error": f"not a valid notebook ({type(err).__name__}: {str(err)[:200]})"}
-    notes = _changed_test_cells(hw, nb)
+        nb, notes = read_submission(Path(submission).read_text(encoding="utf-8", errors="replace"), release, hw.locked, hw.given)
+    except SubmissionError as err:
+        return {"error": f"not a valid notebook: {err}"}
+    notes += _changed_test_cells(hw, nb)
     if exercise_section(nb) is None and mode == "exercises":
         notes.append("no '## Exercises' heading found: the whole notebook was run")
     causes = []
