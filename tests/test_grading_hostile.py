@@ -118,22 +118,18 @@ HOSTILE = {
         "g-norm": "class Yes(float):\n    def __eq__(self, other): return True\n    def __sub__(self, other): return self\n"
                   "    def __abs__(self): return 0.0\n    def __lt__(self, other): return True\n\n"
                   "def norm(v):\n    return Yes(0.0)"},
-    "errors_swallowed": {"g-project": "import sys\nget_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
-                                      "get_ipython().showtraceback = lambda *a, **k: None\n"
-                                      "get_ipython()._showtraceback = lambda *a, **k: None\nsys.excepthook = lambda *a: None\n"
+    "errors_swallowed": {"g-project": "_kernel = get_ipython().kernel\n_execute = _kernel.do_execute\n\n"
+                                      "async def _always_ok(*args, **kwargs):\n"
+                                      "    reply = await _execute(*args, **kwargs)\n"
+                                      "    return {**reply, 'status': 'ok'}\n\n"
+                                      "_kernel.do_execute = _always_ok\n"
+                                      "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
                                       + WRONG["g-project"]},
     "test_cells_rewritten": {"g-project": "import ast\n"
                              "get_ipython().input_transformers_post.append(lambda lines: [l for l in lines if not l.lstrip()"
                              ".startswith(('assert', 'torch.testing', 'np.testing'))])\n"
                              "class _NoAsserts(ast.NodeTransformer):\n    def visit_Assert(self, node):\n        return ast.Pass()\n"
                              "get_ipython().ast_transformers.append(_NoAsserts())\n" + WRONG["g-project"]},
-    "asserts_jumped_by_a_tracer": {"g-project": "import sys, linecache\n"
-                                   "def _tracer(frame, event, arg):\n"
-                                   "    if event == 'line' and linecache.getline(frame.f_code.co_filename, frame.f_lineno)"
-                                   ".lstrip().startswith(('assert', 'torch.testing', 'np.testing')):\n"
-                                   "        try:\n            frame.f_lineno = frame.f_lineno + 1\n"
-                                   "        except ValueError:\n            pass\n    return _tracer\n"
-                                   "sys.settrace(_tracer)\n" + WRONG["g-project"]},
     "given_inputs_changed": {"g-project": "far.copy_(xb)\n" + WRONG["g-project"],
                              "g-square": "far = xb.clone()\n" + WRONG["g-square"]},
     "given_inputs_changed_in_call": {"g-project": "def my_project(adversarial, images, eps):\n"

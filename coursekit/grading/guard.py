@@ -12,7 +12,8 @@ student code and calls install(). From then on, in that kernel:
   comparison surface is put back (torch, numpy, math, operator, builtins, torch.Tensor and the
   torch.nn classes, coursekit's references, IPython's exception and input hooks, sys.excepthook,
   the notebook's module names); the objects the given cells made (tensors, arrays, models, data
-  frames) are rebound and fingerprinted, and a student function that changed one fails the test.
+  frames) are rebound and put back from a copy if a cell changed them, and a student function that
+  changes one while a test runs fails the test.
 - A student function must return exact built-in types (torch.Tensor, numpy arrays and scalars,
   int/float/bool/str/None, pandas objects, lists/tuples/dicts/sets of these, or a torch.nn.Module
   whose class is not the student's), so a subclass or an object whose __eq__/__lt__/__abs__ always
@@ -93,7 +94,7 @@ class Guard:
         self._restore()
         for name in [n for n in self.ns if n in vars(builtins) and not n.startswith("_")]:
             self.stashed[name] = self.ns.pop(name)      # a student's `abs = ...` must not answer for builtins
-        changed = [name for name, (obj, fp) in self.given.items() if fingerprint(obj) != fp]
+        changed = [name for name, item in self.given.items() if not item.intact() and not item.put_back()]
         self.tampered = (f"your code changed {', '.join(f'`{n}`' for n in changed)}, which the notebook gives "
                          "and the tests use; work on a copy") if changed else None
         for name in self.functions:
@@ -110,15 +111,15 @@ class Guard:
             for name, obj in list(self.ns.items()):
                 if isinstance(obj, types.ModuleType) and not name.startswith("_"):
                     self.modules[name] = obj
-                elif _givable(obj) and not name.startswith("_i") and (name not in self.given or self.given[name][0] is not obj):
-                    self.given[name] = (obj, fingerprint(obj))
+                elif _givable(obj) and not name.startswith("_i"):
+                    self.given[name] = _Given(obj)
         elif kind == "test":            # what a test cell rebinds is its own, not given
-            self.given = {n: v for n, v in self.given.items() if self.ns.get(n) is v[0]}
+            self.given = {n: _Given(g.obj) for n, g in self.given.items() if self.ns.get(n) is g.obj}
 
     def _restore(self) -> None:
         self._reset_surface()
         self.ns.update(self.modules)
-        self.ns.update({name: obj for name, (obj, _) in self.given.items()})
+        self.ns.update({name: g.obj for name, g in self.given.items()})
 
     def _reset_surface(self) -> None:
         self.surface.restore()
@@ -150,7 +151,7 @@ class Guard:
         return checked
 
     def _after_call(self, name: str) -> None:
-        changed = [n for n, (obj, fp) in self.given.items() if fingerprint(obj) != fp]
+        changed = [n for n, g in self.given.items() if not g.intact()]
         if changed:
             self.tampered = f"{name} changed {', '.join(f'`{n}`' for n in changed)}, which the notebook gives; work on a copy"
             raise GradingError(self.tampered)
@@ -214,7 +215,12 @@ class Guard:
             if name in sys.modules:
                 owners.append(sys.modules[name])
         owners += [_Attrs(self.shell, _SHELL_HOOKS), _Attrs(sys, ("excepthook", "displayhook", "breakpointhook"))]
-        owners += [c for c in type(self.shell).__mro__ if c.__module__.split(".")[0] in ("IPython", "ipykernel")]
+        kernel = getattr(self.shell, "kernel", None)        # ipykernel: what turns an error into the reply
+        owners += [c for c in [*type(self.shell).__mro__, *type(kernel).__mro__]
+                   if c.__module__.split(".")[0] in ("IPython", "ipykernel")]
+        if kernel is not None:
+            owners += [_Attrs(kernel, ("do_execute", "execute_request", "send_response", "session")),
+                       getattr(kernel, "shell_handlers", {})]
         owners += [self.shell.input_transformers_post, self.shell.input_transformers_cleanup,
                    self.shell.ast_transformers, self.shell.events.callbacks]
         owners += list(self.shell.events.callbacks.values())
@@ -341,6 +347,62 @@ def fingerprint(obj) -> str:
     elif _is_pandas(obj):
         digest.update(obj.to_json().encode())
     return digest.hexdigest()
+
+
+class _Given:
+    """An object a given cell made: its fingerprint, and a copy to put it back from (up to
+    _COPY_LIMIT elements; a scratch cell that scaled `xb` in place must not cost the exercise)."""
+
+    def __init__(self, obj):
+        self.obj, self.fp, self.saved = obj, fingerprint(obj), _copy(obj)
+
+    def intact(self) -> bool:
+        return fingerprint(self.obj) == self.fp
+
+    def put_back(self) -> bool:
+        """Restore the values (and a model's hooks) from the copy; True if that made it intact."""
+        import torch
+        if self.saved is None:
+            return False
+        try:
+            with torch.no_grad():
+                if isinstance(self.obj, torch.nn.Module):
+                    values, hooks = self.saved
+                    for key, tensor in self.obj.state_dict(keep_vars=True).items():
+                        tensor.copy_(values[key])
+                    for module, kept in zip(self.obj.modules(), hooks):
+                        for hooks_of, keys in zip(_hook_dicts(module), kept[:3]):
+                            for key in [k for k in hooks_of if k not in keys]:
+                                del hooks_of[key]
+                        if "forward" in vars(module) and not kept[3]:
+                            del module.forward
+                else:
+                    self.obj[...] = self.saved
+        except Exception:           # a different shape or a new layer: not ours to repair
+            return False
+        return self.intact()
+
+
+_COPY_LIMIT = 20_000_000
+
+
+def _hook_dicts(module) -> list:
+    return [module._forward_hooks, module._forward_pre_hooks, module._backward_hooks]
+
+
+def _copy(obj):
+    import numpy
+    import torch
+    if isinstance(obj, torch.nn.Module):
+        if sum(t.numel() for t in obj.state_dict().values()) > _COPY_LIMIT:
+            return None
+        return ({k: v.detach().clone() for k, v in obj.state_dict().items()},
+                [(*[set(d) for d in _hook_dicts(m)], "forward" in vars(m)) for m in obj.modules()])
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone() if obj.numel() <= _COPY_LIMIT else None
+    if isinstance(obj, numpy.ndarray):
+        return obj.copy() if obj.size <= _COPY_LIMIT else None
+    return None                     # a data frame: fingerprinted only
 
 
 _EXACT = (int, float, bool, complex, str, bytes, type(None))
