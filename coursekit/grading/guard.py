@@ -79,7 +79,7 @@ class Guard:
         self.functions = list(spec["functions"])
         self.depth = 0                  # > 0 while a student function runs
         self.cell = None                # "test", "trusted" or "student": the cell running now
-        self.given, self.modules, self.stashed, self.tampered = {}, {}, {}, None
+        self.given, self.modules, self.stashed, self.tampered, self.before = {}, {}, {}, None, {}
         self.threads = set(threading.enumerate())
         self.trace = sys.gettrace()
         for name, exercise in spec["references"].items():
@@ -89,6 +89,7 @@ class Guard:
     def pre_run_cell(self, info) -> None:
         source = norm(info.raw_cell or "")
         self.cell = "test" if source in self.tests else "trusted" if source in self.trusted else "student"
+        self.before = dict(self.ns)     # to tell what this cell binds
         if self.cell != "test":
             return
         self._restore()
@@ -104,17 +105,21 @@ class Guard:
 
     def post_run_cell(self, result) -> None:
         kind, self.cell = self.cell, None
-        self._restore()                 # a student cell's patches never reach the next cell
+        self._reset_surface()           # a cell's patches never reach the next cell
         self.ns.update(self.stashed)
         self.stashed = {}
-        if kind == "trusted":           # what the given cells made is what the tests get
-            for name, obj in list(self.ns.items()):
-                if isinstance(obj, types.ModuleType) and not name.startswith("_"):
-                    self.modules[name] = obj
-                elif _givable(obj) and not name.startswith("_i"):
-                    self.given[name] = _Given(obj)
-        elif kind == "test":            # what a test cell rebinds is its own, not given
+        if kind != "test" and kind != "trusted":
+            self._restore()             # nor do a student cell's rebindings of given names
+            return
+        if kind == "test":              # what a test cell rebinds is its own; what it changed in place is new
             self.given = {n: _Given(g.obj) for n, g in self.given.items() if self.ns.get(n) is g.obj}
+            return
+        for name, obj in list(self.ns.items()):        # what a given cell binds, or changes, is what tests get
+            if isinstance(obj, types.ModuleType) and not name.startswith("_"):
+                self.modules[name] = obj
+            elif _givable(obj) and not name.startswith("_i") and (
+                    name in self.given or self.before.get(name, _MISSING) is not obj):
+                self.given[name] = _Given(obj)
 
     def _restore(self) -> None:
         self._reset_surface()
