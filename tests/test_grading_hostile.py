@@ -125,6 +125,11 @@ HOSTILE = {
                                       "_kernel.do_execute = _always_ok\n"
                                       "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
                                       + WRONG["g-project"]},
+    "guard_switched_off": {"g-project": "for _event in ('pre_run_cell', 'post_run_cell'):\n"
+                                        "    get_ipython().events.callbacks[_event].clear()\n"
+                                        "torch.testing.assert_close = lambda *a, **k: None\ntorch.allclose = lambda *a, **k: True\n"
+                                        "np.testing.assert_allclose = lambda *a, **k: None\nnp.allclose = lambda *a, **k: True\n"
+                                        "abs = lambda x: 0\n" + WRONG["g-project"]},
     "test_cells_rewritten": {"g-project": "import ast\n"
                              "get_ipython().input_transformers_post.append(lambda lines: [l for l in lines if not l.lstrip()"
                              ".startswith(('assert', 'torch.testing', 'np.testing'))])\n"
@@ -225,6 +230,7 @@ def test_feedback_names_the_reference_and_the_exercise(graded):
     assert "calling the reference coursekit.attacks.project is not allowed in Exercise 1" in messages
     assert "changed `far`" in " ".join(c.message for c in graded["given_inputs_changed_in_call"].cells)
     assert "returned a" in " ".join(c.message for c in graded["rigged_objects"].cells)
+    assert "without the grader's guard" in " ".join(c.message for c in graded["guard_switched_off"].cells)
     assert any("given cell" in n for n in graded["given_cell_edited"].notes)
 
 

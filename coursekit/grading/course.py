@@ -129,17 +129,20 @@ def _locked_checksums(versions) -> dict:
     return sums
 
 
-def fresh_course(hw: Homework, course: Path, submission) -> None:
+def fresh_course(hw: Homework, course: Path, submission, nonce: str = "") -> None:
     """The course from the bytes in `hw` (whatever a previous attempt left is wiped) and the
-    submission where nbgrader expects it, behind the guard cell (guard.py) that runs first."""
+    submission where nbgrader expects it, behind the guard cell (guard.py) that runs first. The
+    guard reads `nonce` from a file it deletes, and prints it at the top of every test cell."""
     import nbformat
-    submission = nbformat.from_dict({**submission, "cells": [nbformat.v4.new_code_cell(spec_cell(hw.guard)),
+    spec = {**hw.guard, "nonce_file": str(course / "guard-nonce")}
+    submission = nbformat.from_dict({**submission, "cells": [nbformat.v4.new_code_cell(spec_cell(spec)),
                                                              *submission["cells"]]})
     os.chdir(course.parent)
     shutil.rmtree(course, ignore_errors=True)
     for rel, data in hw.files.items():
         (course / rel).parent.mkdir(parents=True, exist_ok=True)
         (course / rel).write_bytes(data)
+    (course / "guard-nonce").write_text(nonce)
     target = course / "submitted" / STUDENT / hw.name / f"{hw.name}.ipynb"
     target.parent.mkdir(parents=True)
     nbformat.write(submission, str(target))
