@@ -55,14 +55,17 @@ def spec_cell(spec: dict) -> str:
             f"_guard.install(_json.loads({json.dumps(json.dumps(spec))}))\ndel _json, _guard")
 
 
-def norm(source: str) -> str:
-    """Cell text as compared for trust: trailing spaces and blank edges ignored."""
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+def digest(source: str) -> str:
+    """What the guard knows of a cell's text (never the text: the spec cell is readable from the
+    kernel, and test cells hold the hidden tests); trailing spaces and blank edges ignored."""
+    text = "\n".join(line.rstrip() for line in source.strip().splitlines())
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def install(spec: dict, shell=None) -> "Guard":
-    """spec: {references: {dotted name: exercise}, trusted: [cell sources], tests: [cell sources],
-    functions: [names the solution cells define]}. Returns the Guard (tests use it)."""
+    """spec: {references: {dotted name: exercise}, trusted: [digests of the instructor's cells],
+    tests: [digests of the test cells], functions: [names the solution cells define], nonce_file}.
+    Returns the Guard."""
     shell = shell or get_ipython()  # noqa: F821 (defined inside IPython)
     guard = Guard(spec, shell)
     shell.events.register("pre_run_cell", guard.pre_run_cell)
@@ -74,8 +77,7 @@ def install(spec: dict, shell=None) -> "Guard":
 class Guard:
     def __init__(self, spec: dict, shell):
         self.shell, self.ns = shell, shell.user_ns
-        self.trusted = {norm(s) for s in spec["trusted"]}
-        self.tests = {norm(s) for s in spec["tests"]}
+        self.trusted, self.tests = set(spec["trusted"]), set(spec["tests"])
         self.functions = list(spec["functions"])
         self.depth = 0                  # > 0 while a student function runs
         self.cell = None                # "test", "trusted" or "student": the cell running now
@@ -88,7 +90,7 @@ class Guard:
 
     # ------------------------------------------------------------------ the cell events
     def pre_run_cell(self, info) -> None:
-        source = norm(info.raw_cell or "")
+        source = digest(info.raw_cell or "")
         self.cell = "test" if source in self.tests else "trusted" if source in self.trusted else "student"
         self.before = dict(self.ns)     # to tell what this cell binds
         if self.cell != "test":
@@ -207,7 +209,7 @@ class Guard:
         while frame is not None:
             filename = frame.f_code.co_filename
             if filename in linecache.cache and not filename.startswith("<") and not os.path.exists(filename):
-                if norm("".join(linecache.cache[filename][2])) not in self.trusted:
+                if digest("".join(linecache.cache[filename][2])) not in self.trusted:
                     return True
             frame = frame.f_back
         return False
@@ -484,8 +486,8 @@ def build_spec(nb) -> dict:
                 if name not in used_by_solution:
                     references.setdefault(name, label)
     return {"references": references,
-            "trusted": [c.source for c in code if not utils.is_solution(c)],
-            "tests": [c.source for c in code if utils.is_grade(c)],
+            "trusted": sorted({digest(c.source) for c in code if not utils.is_solution(c)}),
+            "tests": sorted({digest(c.source) for c in code if utils.is_grade(c)}),
             "functions": sorted({n for c in solutions for n in _defined_names(c.source)})}
 
 
