@@ -29,6 +29,7 @@ that is plagiarism review's job (and a container's), not a test's.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -119,12 +120,15 @@ class Guard:
         if kind == "test":              # what a test cell rebinds is its own; what it changed in place is new
             self.given = {n: _Given(g.obj) for n, g in self.given.items() if self.ns.get(n) is g.obj}
             return
+        self.surface.extend(self._owners())       # e.g. torch, imported by the first code cell
         for name, obj in list(self.ns.items()):        # what a given cell binds, or changes, is what tests get
             if isinstance(obj, types.ModuleType) and not name.startswith("_"):
                 self.modules[name] = obj
             elif _givable(obj) and not name.startswith("_i") and (
                     name in self.given or self.before.get(name, _MISSING) is not obj):
-                self.given[name] = _Given(obj)
+                kept = self.given.get(name)
+                if kept is None or kept.obj is not obj or not kept.intact():    # copy only what changed
+                    self.given[name] = _Given(obj)
 
     def _restore(self) -> None:
         self._reset_surface()
@@ -165,7 +169,9 @@ class Guard:
         if changed:
             self.tampered = f"{name} changed {', '.join(f'`{n}`' for n in changed)}, which the notebook gives; work on a copy"
             raise GradingError(self.tampered)
-        left = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()]
+        frames = sys._current_frames()
+        left = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()
+                and self._student_frame(frames.get(t.ident))]
         if left:
             raise GradingError(f"{name} left a thread running ({left[0].name}); a graded function must finish its work")
 
@@ -205,7 +211,10 @@ class Guard:
                     setattr(module, key, guarded)
 
     def _student_on_stack(self) -> bool:
-        frame = sys._getframe(2)
+        return self._student_frame(sys._getframe(3))
+
+    def _student_frame(self, frame) -> bool:
+        """Whether `frame` or a frame it was called from runs a cell that is not the instructor's."""
         while frame is not None:
             filename = frame.f_code.co_filename
             if filename in linecache.cache and not filename.startswith("<") and not os.path.exists(filename):
@@ -215,16 +224,18 @@ class Guard:
         return False
 
     def _owners(self) -> list:
-        import numpy
-        import torch
-        owners = [builtins, math, operator, torch, torch.testing, torch.nn.functional, torch.linalg, numpy,
-                  numpy.testing, numpy.linalg, torch.Tensor, torch.nn.Parameter, sys.modules]
-        owners += [c for c in vars(torch.nn).values() if isinstance(c, type)]
+        """What the surface snapshot covers, among the modules imported so far (the guard imports
+        none itself: a notebook without torch should not pay for it)."""
+        get = sys.modules.get
+        owners = [builtins, math, operator, sys.modules]
+        owners += [get(n) for n in ("torch", "torch.testing", "torch.nn.functional", "torch.linalg", "numpy",
+                                    "numpy.testing", "numpy.linalg", "pandas", "pandas.testing") if get(n)]
+        if get("torch"):
+            owners += [get("torch").Tensor, get("torch").nn.Parameter]
+            owners += [c for c in vars(get("torch").nn).values() if isinstance(c, type)]
         owners += [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "coursekit" and m]
-        for name in ("pandas", "pandas.testing"):
-            if name in sys.modules:
-                owners.append(sys.modules[name])
-        owners += [_Attrs(self.shell, _SHELL_HOOKS), _Attrs(sys, ("excepthook", "displayhook", "breakpointhook", "stdout", "stderr"))]
+        owners += [_Attrs(self.shell, _SHELL_HOOKS),
+                   _Attrs(sys, ("excepthook", "displayhook", "breakpointhook", "stdout", "stderr"))]
         kernel = getattr(self.shell, "kernel", None)        # ipykernel: what turns an error into the reply
         owners += [c for c in [*type(self.shell).__mro__, *type(kernel).__mro__]
                    if c.__module__.split(".")[0] in ("IPython", "ipykernel")]
@@ -257,7 +268,16 @@ class _Surface:
     that restore() puts back: changed entries reset, entries added to classes and objects removed."""
 
     def __init__(self, owners):
-        self.saved = [(o, self._state(o)) for o in owners]
+        self.saved, self.keys = [], set()
+        self.extend(owners)
+
+    def extend(self, owners) -> None:
+        """Snapshot the owners not seen before (modules a given cell has just imported)."""
+        for owner in owners:
+            key = ("attrs", id(owner.obj)) if isinstance(owner, _Attrs) else id(owner)
+            if key not in self.keys:
+                self.keys.add(key)
+                self.saved.append((owner, self._state(owner)))
 
     @staticmethod
     def _state(owner):
@@ -335,9 +355,9 @@ def _private_helpers(module, function) -> list[str]:
 
 
 def _givable(obj) -> bool:
-    import numpy
-    import torch
-    return isinstance(obj, (torch.Tensor, numpy.ndarray, torch.nn.Module)) or _is_pandas(obj)
+    torch, numpy = sys.modules.get("torch"), sys.modules.get("numpy")
+    return bool((torch and isinstance(obj, (torch.Tensor, torch.nn.Module)))
+                or (numpy and isinstance(obj, numpy.ndarray)) or _is_pandas(obj))
 
 
 def _is_pandas(obj) -> bool:
@@ -381,12 +401,12 @@ class _Given:
 
     def put_back(self) -> bool:
         """Restore the values (and a model's hooks) from the copy; True if that made it intact."""
-        import torch
+        torch = sys.modules.get("torch")
         if self.saved is None:
             return False
         try:
-            with torch.no_grad():
-                if isinstance(self.obj, torch.nn.Module):
+            with torch.no_grad() if torch else contextlib.nullcontext():
+                if torch and isinstance(self.obj, torch.nn.Module):
                     values, hooks = self.saved
                     for key, tensor in self.obj.state_dict(keep_vars=True).items():
                         tensor.copy_(values[key])
@@ -430,15 +450,16 @@ _EXACT = (int, float, bool, complex, str, bytes, type(None))
 
 def check_type(value, where: str, depth: int = 0) -> None:
     """Raise GradingError unless `value` is made of exact built-in types (see the module docstring)."""
-    import numpy
-    import torch
+    torch, numpy = sys.modules.get("torch"), sys.modules.get("numpy")
     kind = type(value)
-    if kind in _EXACT or kind in (torch.Tensor, torch.nn.Parameter, numpy.ndarray, torch.dtype, torch.device) \
-            or (isinstance(value, numpy.generic) and kind.__module__ == "numpy"):
+    if kind in _EXACT:
+        return
+    if torch and (kind in (torch.Tensor, torch.nn.Parameter, torch.dtype, torch.device)
+                  or (isinstance(value, torch.nn.Module) and _library_class(kind))):
+        return
+    if numpy and (kind is numpy.ndarray or (isinstance(value, numpy.generic) and kind.__module__ == "numpy")):
         return
     if _is_pandas(value) and kind.__module__.startswith("pandas"):
-        return
-    if isinstance(value, torch.nn.Module) and _library_class(kind):
         return
     if kind in (list, tuple, set, frozenset) and depth < 4:
         for item in value:
