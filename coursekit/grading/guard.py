@@ -51,9 +51,14 @@ class GradingError(AssertionError):
 
 
 def spec_cell(spec: dict) -> str:
-    """The source of the cell the grader puts first in every graded notebook."""
-    return (f"{GUARD_MARK}\nimport json as _json\nfrom coursekit.grading import guard as _guard\n"
-            f"_guard.install(_json.loads({json.dumps(json.dumps(spec))}))\ndel _json, _guard")
+    """The source of the cell the grader puts first in every graded notebook. It loads this file
+    on its own, not through `import coursekit` (which imports torch: seconds a notebook without
+    torch should not pay)."""
+    return (f"{GUARD_MARK}\nimport importlib.util as _util, json as _json, sys as _sys\n"
+            f"_spec = _util.spec_from_file_location('coursekit_grading_guard', {os.path.abspath(__file__)!r})\n"
+            "_guard = _sys.modules['coursekit_grading_guard'] = _util.module_from_spec(_spec)\n"
+            "_spec.loader.exec_module(_guard)\n"
+            f"_guard.install(_json.loads({json.dumps(json.dumps(spec))}))\ndel _util, _json, _sys, _spec, _guard")
 
 
 def digest(source: str) -> str:
