@@ -4,6 +4,9 @@ One idea per module:
 - notebooks.py    reading instructor notebooks: test cells, hidden tests, the Exercises section
 - course.py       a throw-away nbgrader course; one notebook's course held as bytes (Homework)
 - release.py      make_release(): notebooks/*.ipynb -> release/*.ipynb (the student versions)
+- normalize.py    a submission as the student saved it -> a notebook nbgrader can grade, or a reason
+- guard.py        the cell run first in every graded kernel: references blocked for student code,
+                  comparisons and given inputs put back, exact return types
 - autograde.py    grading one submission inside its course; the grades (NotebookGrade, CellGrade)
 - isolation.py    each submission in its own process, kernel and course, under time limits
 - submissions.py  finding submissions: sub-folders, LMS downloads, zips; which homework a file is
@@ -11,7 +14,8 @@ One idea per module:
 - validation.py   validate(): every exercise proved both ways (solution passes, release fails)
 - batch.py        grade(): a folder of submissions -> grades.csv + one feedback file per student
 
-Not a security sandbox: student code runs as your user. Use a container for hostile cohorts.
+Not a security sandbox: student code runs as your user. Use a container for hostile cohorts. The
+guard stops gaming the tests with ordinary Python, not an attack on the grader itself (guard.py).
 """
 from .autograde import CellGrade, NotebookGrade
 from .batch import grade

@@ -8,10 +8,13 @@ keeping the hidden tests out of the messages.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .course import STUDENT, Homework, cause, fresh_course, nbgrader_api, without_colours
+from .course import RELEASED, STUDENT, Homework, cause, fresh_course, nbgrader_api, without_colours
+from .guard import GUARD_MARK
+from .normalize import SubmissionError, read_submission
 from .notebooks import exercise_section, grade_id, graded_part, is_hidden
 
 
@@ -50,21 +53,22 @@ def grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cel
     {scores: {grade_id: points}, errors: {grade_id: message}, notes} or {error, notes}.
     The kernel's working directory is inside `course`."""
     import nbformat
+    release = nbformat.reads(hw.files[f"{RELEASED}/{hw.name}.ipynb"].decode(), as_version=4)
     try:
-        nb = nbformat.read(str(submission), as_version=4)
-        nbformat.validate(nb)
-    except Exception as err:    # empty file, broken JSON, not a notebook
-        return {"error": f"not a valid notebook ({type(err).__name__}: {str(err)[:200]})"}
-    notes = _changed_test_cells(hw, nb)
+        nb, notes = read_submission(Path(submission).read_text(encoding="utf-8", errors="replace"), release, hw.locked, hw.given)
+    except SubmissionError as err:
+        return {"error": f"not a valid notebook: {err}"}
+    notes += _changed_test_cells(hw, nb)
     if exercise_section(nb) is None and mode == "exercises":
         notes.append("no '## Exercises' heading found: the whole notebook was run")
     causes = []
     for _ in range(2):           # a kernel can fail to start on a busy machine: one more try
-        fresh_course(hw, course, graded_part(nb, mode))
+        nonce = secrets.token_hex(16)
+        fresh_course(hw, course, graded_part(nb, mode), nonce)
         result = nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
         if result["success"]:
             notes += [f"graded on the second try (the first failed: {failure})" for failure in causes]
-            return {**_scores(hw, course), "notes": notes}
+            return {**_scores(hw, course, nonce), "notes": notes}
         causes.append(cause(f"{result.get('log')}\n{result.get('error')}"))
     return {"error": f"nbgrader could not grade it: {causes[-1]}", "notes": notes}
 
@@ -79,7 +83,9 @@ def _changed_test_cells(hw: Homework, nb) -> list[str]:
     return notes
 
 
-def _scores(hw: Homework, course: Path) -> dict:
+def _scores(hw: Homework, course: Path, nonce: str) -> dict:
+    """nbgrader's scores, except a test cell that ran without the guard's mark (its hooks were
+    switched off) scores 0."""
     import nbformat
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -87,7 +93,17 @@ def _scores(hw: Homework, course: Path) -> dict:
         scores = {g.name: float(g.score or 0) for g in graded.grades}
     done = nbformat.read(str(course / "autograded" / STUDENT / hw.name / f"{hw.name}.ipynb"), as_version=4)
     errors = {grade_id(c): _error_text(c) for c in done.cells if grade_id(c) and _errors(c)}
+    for cell in done.cells:
+        if grade_id(cell) in hw.max_points and not _guarded(cell, nonce):
+            scores[grade_id(cell)] = 0.0
+            errors.setdefault(grade_id(cell), "this test ran without the grader's guard (your code switched off "
+                                              "IPython's cell events); leave the kernel's machinery alone")
     return {"scores": scores, "errors": errors}
+
+
+def _guarded(cell, nonce: str) -> bool:
+    first = next(iter(cell.get("outputs", [])), {})
+    return first.get("output_type") == "stream" and "".join(first.get("text", "")).startswith(f"{GUARD_MARK} {nonce}\n")
 
 
 def _errors(cell) -> list:

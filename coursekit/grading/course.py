@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .guard import build_spec, spec_cell
+from .normalize import given_cells
 from .notebooks import HomeworkError, grade_id, graded_part, hidden_lines, read_notebook, test_cells
 
 STUDENT = "student"          # the one nbgrader student id inside a throw-away course
@@ -89,6 +91,8 @@ class Homework:
     secrets: frozenset          # the hidden test lines, never echoed in feedback
     locked: dict                # locked cell grade_id -> checksums of its source and release versions
     files: dict                 # course-relative path -> bytes (gradebook, source, student version)
+    guard: dict                 # the kernel guard's spec (guard.build_spec): references, trusted cells
+    given: dict                 # cell id -> source of the given cells (normalize.given_cells)
 
 
 def prepare(path, mode: str = "exercises") -> Homework:
@@ -107,7 +111,7 @@ def prepare(path, mode: str = "exercises") -> Homework:
     cells = test_cells(nb)
     return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
                     _secret_lines(cells),
-                    _locked_checksums([nb, release]), files)
+                    _locked_checksums([nb, release]), files, build_spec(nb), given_cells(nb))
 
 
 def _secret_lines(cells) -> frozenset:
@@ -125,15 +129,20 @@ def _locked_checksums(versions) -> dict:
     return sums
 
 
-def fresh_course(hw: Homework, course: Path, submission) -> None:
+def fresh_course(hw: Homework, course: Path, submission, nonce: str = "") -> None:
     """The course from the bytes in `hw` (whatever a previous attempt left is wiped) and the
-    submission where nbgrader expects it."""
+    submission where nbgrader expects it, behind the guard cell (guard.py) that runs first. The
+    guard reads `nonce` from a file it deletes, and prints it at the top of every test cell."""
     import nbformat
+    spec = {**hw.guard, "nonce_file": str(course / "guard-nonce")}
+    submission = nbformat.from_dict({**submission, "cells": [nbformat.v4.new_code_cell(spec_cell(spec)),
+                                                             *submission["cells"]]})
     os.chdir(course.parent)
     shutil.rmtree(course, ignore_errors=True)
     for rel, data in hw.files.items():
         (course / rel).parent.mkdir(parents=True, exist_ok=True)
         (course / rel).write_bytes(data)
+    (course / "guard-nonce").write_text(nonce)
     target = course / "submitted" / STUDENT / hw.name / f"{hw.name}.ipynb"
     target.parent.mkdir(parents=True)
     nbformat.write(submission, str(target))

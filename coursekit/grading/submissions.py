@@ -4,9 +4,11 @@ zips) -> which student sent which file, and which homework each file is.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +33,16 @@ def student_from_name(name: str) -> str:
     return Path(name).stem if name.endswith((".ipynb", ".zip")) else name
 
 
+def folder_student(name: str) -> str:
+    """A per-student folder is the student's id as written ('group_7_alice' stays itself); only a
+    Moodle folder ('Jane Smith_4242_assignsubmission_file_') is cut by the LMS rule."""
+    return student_from_name(name) if "_assignsubmission_" in name else name
+
+
 def find_submissions(folder, unpack_to) -> list[Submission]:
     """Every .ipynb under `folder`, with its student. Layouts (zip files are unpacked first):
-    - folder/<student>/.../*.ipynb          one sub-folder per student (nbgrader's submitted/ too)
+    - folder/<student>/.../*.ipynb          one sub-folder per student, its name as written
+                                            (nbgrader's submitted/ too; Moodle's '<name>_<id>_assignsubmission_file_')
     - folder/<name>_<id>_<anything>.ipynb   an LMS download (Canvas, Moodle); student = name_id
     - folder/<name>_<id>_<anything>.zip     one zip per student; any other zip is a whole download
     """
@@ -42,28 +51,50 @@ def find_submissions(folder, unpack_to) -> list[Submission]:
         raise HomeworkError(f"{folder} is not a folder of submissions; pass the folder that holds "
                             "one sub-folder per student or the files of an LMS download")
     shutil.copytree(folder, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    _unpack_zips(root)
+    folders = {p.name: folder_student(p.name) for p in root.iterdir() if p.is_dir()}
+    folders.update(_unpack_zips(root))
     found = []
     for path in sorted(root.rglob("*.ipynb")):
         parts = path.relative_to(root).parts
         if "__MACOSX" in parts or ".ipynb_checkpoints" in parts:
             continue
-        found.append(Submission(student_from_name(parts[0]), path))
+        student = folders[parts[0]] if len(parts) > 1 and parts[0] in folders else student_from_name(parts[0])
+        found.append(Submission(student, path))
+    _check_collisions(found)
     return found
 
 
-def _unpack_zips(root: Path) -> None:
+def _check_collisions(found) -> None:
+    """Two students whose feedback files would be one (e.g. 'group 7/alice' and 'group_7_alice')."""
+    from .report import _safe_name
+    owner = {}
+    for sub in found:
+        other = owner.setdefault(_safe_name(sub.student).lower(), sub.student)
+        if other != sub.student:
+            raise HomeworkError(f"the students {other!r} and {sub.student!r} would share one feedback file; "
+                                "rename one of their folders")
+
+
+def _unpack_zips(root: Path) -> dict:
     """Unpack every zip in place: '<name>_<id>_x.zip' -> folder of that student; any other top
-    level zip is a whole download whose content joins the top level."""
+    level zip is a whole download whose content joins the top level. Returns {top-level folder
+    made from a zip: its student}, the LMS rule applied to the zip's name."""
+    made = {}
     for _ in range(3):                                  # a zip of per-student zips, at most
         zips = sorted(root.rglob("*.zip"))
         if not zips:
-            return
+            return made
         for archive in zips:
             top_level_bundle = archive.parent == root and not _LMS_NAME.match(archive.name)
             target = root if top_level_bundle else archive.with_suffix("")
+            before = {p.name for p in root.iterdir() if p.is_dir()}
             _safe_extract(archive, target)
+            if archive.parent == root and not top_level_bundle:
+                made[target.name] = student_from_name(archive.name)
+            elif top_level_bundle:                      # a bundle's folders are students as written
+                made.update({p.name: folder_student(p.name) for p in root.iterdir() if p.is_dir() and p.name not in before})
             archive.unlink()
+    return made
 
 
 def _safe_extract(archive: Path, target: Path, max_bytes: int = 500_000_000) -> None:
@@ -81,8 +112,17 @@ def _safe_extract(archive: Path, target: Path, max_bytes: int = 500_000_000) -> 
                     continue                            # '../x' or '/x': never written outside
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(zf.read(member))
+                stamp = _zip_time(member)                # "newest" is the date in the zip, not extraction order
+                os.utime(dest, (stamp, stamp))
     except zipfile.BadZipFile:
         print(f"warning: {archive.name} is not a valid zip file; skipped", file=sys.stderr)
+
+
+def _zip_time(member: zipfile.ZipInfo) -> float:
+    try:
+        return time.mktime((*member.date_time, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return 0.0
 
 
 def match_homework(path: Path, ids: dict) -> str | None:
