@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAN = [
     ("data_load", [], 0.05, ["--quick"]),
     ("train_throughput", [], 0.15, ["--quick", "--steps", "3", "--rounds", "2"]),
-    ("machine_limit", ["--compile-timeout", "{share}"], 0.15, ["--quick", "--no-compile"]),
+    ("machine_limit", ["--compile-timeout", "{share}"], 0.11, ["--quick", "--no-compile"]),
     ("occlusion", [], 0.04, ["--quick"]),
     ("optimize_step", ["--steps", "20", "--rounds", "3"], 0.04, ["--steps", "10", "--rounds", "2"]),
     ("attack_step", ["--repeats", "3"], 0.04, ["--batch", "16", "--steps", "5", "--repeats", "2"]),
     ("time_to_accuracy", ["--budget", "{share}"], 0.28, ["--quick"]),
     ("course_walltime", ["--budget", "{share}"], 0.25, ["--budget", "{share}"]),
+    ("grading_throughput", [], 0.04, ["--quick"]),
 ]
 RATIO_LINES = {  # scripts that print their ratio instead of writing JSON
     "optimize_step": (r"ratio render/bare: ([0-9.]+)", "optimize.render / bare loop, per step", 1.10),
