@@ -20,6 +20,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
 from coursekit import grading  # noqa: E402
+from nbgrader_cells import answer_cell, locked_test_cell  # noqa: E402
 from coursekit.grading import notebooks, submissions  # noqa: E402
 from coursekit.__main__ import main  # noqa: E402
 
@@ -30,17 +31,6 @@ NOTEBOOK_TIMEOUT = 120    # per notebook: generous, the machine is shared
 
 
 # ---------------------------------------------------------------- the synthetic homework
-
-def _solution(gid, body):
-    meta = {"grade": False, "solution": True, "locked": False, "grade_id": gid, "schema_version": 3}
-    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": meta})
-
-
-def _tests(gid, body, points):
-    meta = {"grade": True, "solution": False, "locked": True, "points": points, "grade_id": gid,
-            "schema_version": 3}
-    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": meta})
-
 
 SQUARE = "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"
 NORM = "def norm(v):\n    ### BEGIN SOLUTION\n    return math.sqrt(sum(t * t for t in v))\n    ### END SOLUTION"
@@ -57,10 +47,10 @@ def instructor_notebook():
         nbformat.v4.new_markdown_cell("## Lecture"),
         nbformat.v4.new_code_cell("lecture_only = 1  # grading in exercise mode never runs this"),
         nbformat.v4.new_markdown_cell("## Exercises\nTwo small ones."),
-        _solution("tiny-square", SQUARE),
-        _tests("tiny-square-tests", SQUARE_TESTS, 2),
-        _solution("tiny-norm", NORM),
-        _tests("tiny-norm-tests", NORM_TESTS, 3),
+        answer_cell("tiny-square", SQUARE),
+        locked_test_cell("tiny-square-tests", SQUARE_TESTS, 2),
+        answer_cell("tiny-norm", NORM),
+        locked_test_cell("tiny-norm-tests", NORM_TESTS, 3),
         nbformat.v4.new_markdown_cell("## Takeaways\n- squares are positive"),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)

@@ -12,9 +12,7 @@ Cost: the batch is ~30 kernels (about 2-3 minutes at --jobs 2 on a shared 2-core
 from __future__ import annotations
 
 import copy
-import csv
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -25,21 +23,12 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
 from coursekit import grading  # noqa: E402
+from nbgrader_cells import answer_cell, locked_test_cell  # noqa: E402
 from coursekit.grading import submissions  # noqa: E402
 from coursekit.grading.normalize import SubmissionError, read_submission  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "01_guarded"
-
-
-def _solution(gid, body):
-    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": {
-        "grade": False, "solution": True, "locked": False, "grade_id": gid, "schema_version": 3}})
-
-
-def _tests(gid, body, points):
-    return nbformat.v4.new_code_cell(body, metadata={"nbgrader": {
-        "grade": True, "solution": False, "locked": True, "points": points, "grade_id": gid, "schema_version": 3}})
 
 
 PROJECT = ("def my_project(adversarial, images, eps):\n    ### BEGIN SOLUTION\n"
@@ -57,19 +46,19 @@ def instructor_notebook():
         nbformat.v4.new_markdown_cell("## Exercises"),
         nbformat.v4.new_code_cell(GIVEN),
         nbformat.v4.new_markdown_cell("### Exercise 1: the PGD projection (2 points)"),
-        _solution("g-project", PROJECT),
-        _tests("g-project-tests", "p = my_project(far, xb, 0.1)\nassert p.shape == xb.shape\n"
+        answer_cell("g-project", PROJECT),
+        locked_test_cell("g-project-tests", "p = my_project(far, xb, 0.1)\nassert p.shape == xb.shape\n"
                "### BEGIN HIDDEN TESTS\ntorch.testing.assert_close(my_project(far, xb, 0.1), attacks.project(far, xb, 0.1))\n"
                "assert torch.allclose(my_project(far, xb, 0.05), attacks.project(far, xb, 0.05))\n"
                "### END HIDDEN TESTS\nprint('projection: passed')", 2),
         nbformat.v4.new_markdown_cell("### Exercise 2: squares (1 point)"),
-        _solution("g-square", SQUARE),
-        _tests("g-square-tests", "assert square(np.zeros(2)).shape == (2,)\n### BEGIN HIDDEN TESTS\n"
+        answer_cell("g-square", SQUARE),
+        locked_test_cell("g-square-tests", "assert square(np.zeros(2)).shape == (2,)\n### BEGIN HIDDEN TESTS\n"
                "np.testing.assert_allclose(square(np.arange(3.0)), [0.0, 1.0, 4.0])\n"
                "assert np.allclose(square(np.array([-2.0])), [4.0])\n### END HIDDEN TESTS\nprint('squares: passed')", 1),
         nbformat.v4.new_markdown_cell("### Exercise 3: the Euclidean norm (1 point)"),
-        _solution("g-norm", NORM),
-        _tests("g-norm-tests", "assert norm([0.0]) == 0.0\n### BEGIN HIDDEN TESTS\n"
+        answer_cell("g-norm", NORM),
+        locked_test_cell("g-norm-tests", "assert norm([0.0]) == 0.0\n### BEGIN HIDDEN TESTS\n"
                "assert abs(norm([3.0, 4.0]) - 5.0) < 1e-9\n### END HIDDEN TESTS\nprint('norm: passed')", 1),
         nbformat.v4.new_markdown_cell("## Takeaways"),
     ]
