@@ -373,3 +373,21 @@ def test_notebook_exercises_are_proved_both_ways(path, tmp_path):
         return
     report = grading.validate(path)
     assert not report.problems, f"{path.name}: " + "; ".join(report.problems)
+
+
+def test_the_guard_mark_counts_wherever_a_late_stream_puts_it():
+    """Under load a stderr flush can reach the kernel's channel before the guard's mark: correct
+    work keeps its points; a missing mark, another run's nonce or the mark mid-line still score 0."""
+    from coursekit.grading.autograde import _guarded
+    from coursekit.grading.guard import GUARD_MARK
+
+    def cell(*outputs):
+        return {"outputs": [{"output_type": "stream", "name": name, "text": text} for name, text in outputs]}
+    mark = f"{GUARD_MARK} secret\n"
+    assert _guarded(cell(("stdout", mark + "ok\n")), "secret")
+    assert _guarded(cell(("stderr", "UserWarning: ...\n"), ("stdout", mark)), "secret")
+    assert _guarded(cell(("stdout", "late line\n"), ("stdout", mark)), "secret")
+    assert not _guarded(cell(("stdout", "ok\n")), "secret")
+    assert not _guarded(cell(("stdout", f"{GUARD_MARK} other\n")), "secret")
+    assert not _guarded(cell(("stderr", mark)), "secret")
+    assert not _guarded(cell(("stdout", "x" + mark)), "secret")

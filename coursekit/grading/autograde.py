@@ -102,8 +102,13 @@ def _scores(hw: Homework, course: Path, nonce: str) -> dict:
 
 
 def _guarded(cell, nonce: str) -> bool:
-    first = next(iter(cell.get("outputs", [])), {})
-    return first.get("output_type") == "stream" and "".join(first.get("text", "")).startswith(f"{GUARD_MARK} {nonce}\n")
+    """The guard printed its mark (with this run's secret nonce) on the cell's stdout. Not only the
+    first output: a late stderr flush (a warning, a progress bar) can reach the kernel's channel
+    first when the machine is loaded, and correct work must not lose its points to that."""
+    mark = f"{GUARD_MARK} {nonce}\n"
+    stdout = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
+                     if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return stdout.startswith(mark) or f"\n{mark}" in stdout
 
 
 def _errors(cell) -> list:
