@@ -82,3 +82,20 @@ def cached(path: Path, build: Callable[[], Any], recipe=None,
         stored = made if valid is not None else {"recipe": recipe, **made}
         atomic_save(stored, path)
     return stored, True
+
+
+def remember(name: str, key, build: Callable[[], Any], cfg=None) -> Any:
+    """An experiment's numbers, computed once per `key` and kept in the course cache: reopening a
+    notebook (or the next run of it) loads them in seconds instead of training again.
+
+    name: a file-name prefix (e.g. "02-cnn-on-own-images"). key: JSON-able, and it must hold
+    everything the result depends on: each data set's `data.dataset_hash`, sizes, seeds,
+    hyper-parameters, a network's `features.fingerprint`, the source of a notebook function
+    (`inspect.getsource`); change any of them and it is computed again. `build()` returns plain
+    Python values or CPU tensors (records, not a DataFrame). Stored at
+    <cache>/results/<name>-<config_key(key)>.pt; a null run's cache is apart from the real one.
+    """
+    from . import settings as _settings
+    path = _settings.current(cfg).cache_dir / "results" / f"{name}-{config_key(key)}.pt"
+    stored, _ = cached(path, lambda: {"result": build()}, recipe=key)
+    return stored["result"]

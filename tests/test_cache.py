@@ -62,3 +62,19 @@ def test_leftovers_of_a_killed_writer_are_removed_before_building(tmp_path):
     stale.write_bytes(b"half")
     cache.cached(path, Builder({"w": 1}), recipe=1)
     assert not stale.exists() and path.exists()
+
+
+def test_remember_computes_once_per_key_and_keeps_null_runs_apart(tmp_path, monkeypatch):
+    from coursekit import settings
+    monkeypatch.setenv("COURSEKIT_CACHE", str(tmp_path))
+    monkeypatch.delenv("COURSEKIT_NULL", raising=False)
+    build = Builder([{"draw": 0, "top1": 0.5}])
+    key = {"pool": "abc", "draws": {10: 3}, "code": "def f(): ..."}
+    assert cache.remember("exp", key, build, settings.load()) == [{"draw": 0, "top1": 0.5}]
+    assert cache.remember("exp", dict(key), build, settings.load()) == [{"draw": 0, "top1": 0.5}]
+    assert build.calls == 1                                            # the second call loaded it
+    cache.remember("exp", {**key, "code": "def f(): edited"}, build, settings.load())
+    assert build.calls == 2                                            # any part of the key changed: again
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")
+    cache.remember("exp", key, build, settings.load())
+    assert build.calls == 3                                            # a null run never reads the real cache
