@@ -10,7 +10,7 @@ JUPYTER := $(VENV)/bin/jupyter
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SUBMISSIONS ?= submissions
 
-.PHONY: lab instructor course test nullruns browser student grade bench clean
+.PHONY: lab instructor course site sitetest wheelcheck test nullruns browser student grade bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer"'
@@ -48,7 +48,7 @@ test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not costly" tests/paperchecks
 	sh tools/install_chromium.sh
-	$(PY) -m pytest tests/browser
+	$(PY) -m pytest -m "not site" tests/browser
 
 # every null run, including those too long for make test, every notebook on the ImageNet path
 # (random-weights AlexNet at 224 px), and the slow grading test (each notebook's answer replaced by a
@@ -59,7 +59,7 @@ nullruns: $(VENV)/.installed
 
 browser: $(VENV)/.installed
 	sh tools/install_chromium.sh
-	$(PY) -m pytest tests/browser
+	$(PY) -m pytest -m "not site" tests/browser
 
 # A cell running longer than CELL_TIMEOUT seconds stops the build with an error naming the cell. The
 # slowest full-mode cell trains the backbone on a cache miss (12 epochs x 58 s on 2 CPU cores, about
@@ -67,11 +67,36 @@ browser: $(VENV)/.installed
 # (jupyter/nbclient#312, jupyter/nbconvert#2029). Override: make course CELL_TIMEOUT=3600
 CELL_TIMEOUT ?= 1200
 
+# figures go into the executed notebooks whatever MPLBACKEND the shell has (Agg, as in CI, would drop them)
+INLINE := module://matplotlib_inline.backend_inline
+# COURSE_QUICK=1 executes in quick mode (make site uses it); COURSE_OUT is where the copies go
+COURSE_QUICK ?= 0
+COURSE_OUT ?= build
+
 course: $(VENV)/.installed
-	mkdir -p build
-	COURSEKIT_QUICK=0 $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=$(CELL_TIMEOUT) \
-		--output-dir build $(NOTEBOOKS)
-	$(JUPYTER) nbconvert --to html --output-dir build $(addprefix build/,$(notdir $(NOTEBOOKS)))
+	mkdir -p $(COURSE_OUT)
+	COURSEKIT_QUICK=$(COURSE_QUICK) MPLBACKEND=$(INLINE) $(JUPYTER) nbconvert --to notebook --execute --ExecutePreprocessor.timeout=$(CELL_TIMEOUT) \
+		--output-dir $(COURSE_OUT) $(NOTEBOOKS)
+	$(JUPYTER) nbconvert --to html --output-dir $(COURSE_OUT) $(addprefix $(COURSE_OUT)/,$(notdir $(NOTEBOOKS)))
+
+# the course website (Jupyter Book 1.x, offline build): the notebooks executed by `make course`, in
+# full mode, or in quick mode with SITE_QUICK=1; then build/site/_build/html/index.html
+SITE_QUICK ?=
+SITE_EXECUTED := build/executed-$(if $(SITE_QUICK),quick,full)
+
+site: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[site]'
+	$(MAKE) course COURSE_QUICK=$(if $(SITE_QUICK),1,0) COURSE_OUT=$(SITE_EXECUTED)
+	$(PY) -m tools.website --executed $(SITE_EXECUTED) --out build/site
+
+# open every page of the built site in Chromium: it renders, and its figures load (seconds)
+sitetest: $(VENV)/.installed
+	sh tools/install_chromium.sh
+	$(PY) -m pytest -m site tests/browser/test_site.py
+
+# the wheel, installed in a fresh venv outside the repository, runs notebooks 00 and 01 in quick mode
+wheelcheck: $(VENV)/.installed
+	$(PY) tools/wheelcheck.py
 
 # release/ is committed (students need no nbgrader); tests/test_release.py fails when it is stale
 student: $(VENV)/.installed

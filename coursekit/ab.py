@@ -199,7 +199,7 @@ def plot_ab(results, split: str, ax=None, highlight: int | None = None):
     ax.set_ylabel("top-1 accuracy on task B")
     ax.set_xticks(range(0, int(rows.n.max()) + 1))
     ax.set_title(f"{split} split", fontsize=10)
-    ax.legend(fontsize=9, loc="lower left")
+    ax.legend(fontsize=10, loc="lower left")
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
@@ -216,10 +216,10 @@ def plot_roles(roles: dict, source: str = "A", ax=None):
     for i, (name, role) in enumerate(roles.items()):
         ax.add_patch(plt.Rectangle((i, 0), 0.9, 1, color=ROLE_COLORS[role]))
         label = f"{name}\n{'from ' + source if role.startswith('copied') else 'new'}"
-        ax.text(i + 0.45, 0.5, label, ha="center", va="center", fontsize=9)
+        ax.text(i + 0.45, 0.5, label, ha="center", va="center", fontsize=10)
     ax.set_xlim(-0.1, len(roles)); ax.set_ylim(0, 1); ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ROLE_COLORS.values()]
-    ax.legend(handles, list(ROLE_COLORS), fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 0))
+    ax.legend(handles, list(ROLE_COLORS), fontsize=10, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 0))
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
@@ -245,6 +245,6 @@ def ab_panel(results, n: int = 3, config: str = "AnB", split: str = "random"):
     plot_ab(results, split, ax=bottom, highlight=n)
     here = results[(results.split == split) & (results.config == config) & (results.n == n)].top1
     value = f"{here.mean():.3f}" if len(here) else "not run at this n"
-    top.set_title(f"{config}, n={n}: first {n} layers from base{config[0]}; top-1 on B = {value}", fontsize=9)
+    top.set_title(f"{config}, n={n}: first {n} layers from base{config[0]}; top-1 on B = {value}", fontsize=10)
     fig.tight_layout()
     return fig

@@ -317,8 +317,8 @@ def attack_figure(backbone, image: torch.Tensor, adversarial: torch.Tensor, titl
     for ax, img, name in zip(axes[0], [image, shown, adversarial], ["original", f"perturbation ({scale})", "adversarial"]):
         ax.imshow(_plot.to_image(img), interpolation="nearest")
         ax.axis("off")
-        ax.set_title(name, fontsize=9)
-    axes[0, 1].set_title(f"perturbation ({scale})\nmax |r| = {delta.abs().max() * 255:.1f}/255", fontsize=9)
+        ax.set_title(name, fontsize=10)
+    axes[0, 1].set_title(f"perturbation ({scale})\nmax |r| = {delta.abs().max() * 255:.1f}/255", fontsize=10)
     for ax, p, name in [(axes[1, 0], preds[0], "original"), (axes[1, 2], preds[1], "adversarial")]:
         _plot.topk_bars(p, title=f"{name}: {p[0][0]} ({p[0][1]:.0%})", ax=ax)
     axes[1, 1].axis("off")

@@ -216,7 +216,7 @@ def attribution_panel(model: nn.Module, image: torch.Tensor, method: str, layer:
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
     axes[0].imshow(to_image(image[0]))
     axes[1].imshow(shown, cmap="inferno" if method == "saliency" else None)
-    axes[1].set_title(f"{method}: {layer} unit {unit}", fontsize=9)
+    axes[1].set_title(f"{method}: {layer} unit {unit}", fontsize=10)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
@@ -235,14 +235,14 @@ def occlusion_panel(model: nn.Module, image: torch.Tensor, label: int, classes, 
     result = occlusion(model, image, label, max(1, round(side * size / 100)), max(1, round(side * stride / 100)))
     fig, axes = plt.subplots(1, 3, figsize=(9, 3))
     axes[0].imshow(to_image(image[0]))
-    axes[0].set_title(f"{classes[label]}: p={result.base_prob:.2f}", fontsize=9)
+    axes[0].set_title(f"{classes[label]}: p={result.base_prob:.2f}", fontsize=10)
     im = axes[1].imshow(result.prob.numpy(), cmap="inferno", vmin=0, vmax=max(result.base_prob, 1e-3))
-    axes[1].set_title(f"p({classes[label]}) with the square there", fontsize=9)
+    axes[1].set_title(f"p({classes[label]}) with the square there", fontsize=10)
     fig.colorbar(im, ax=axes[1], fraction=0.046)
     axes[2].imshow(result.top_class.numpy(), cmap="tab10" if len(classes) <= 10 else "tab20",
                    vmin=0, vmax=len(classes) - 1 if len(classes) <= 10 else None)
     names = sorted({classes[i] for i in result.top_class.flatten().tolist()})
-    axes[2].set_title("most probable: " + ", ".join(names[:3]) + ("..." if len(names) > 3 else ""), fontsize=9)
+    axes[2].set_title("most probable: " + ", ".join(names[:3]) + ("..." if len(names) > 3 else ""), fontsize=10)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()

@@ -172,7 +172,7 @@ def plot_similarity(table: dict[str, dict[int, float]], ylabel: str = "CKA to th
         ax.plot(list(series), list(series.values()), "o-", label=layer)
     ax.set_xlabel("epoch of the snapshot")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=9, ncol=2)
+    ax.legend(fontsize=10, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -196,5 +196,5 @@ def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str
     layers = list(table)
     ax.barh(layers[::-1], [table[l][epoch] for l in layers[::-1]], color="tab:green")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("CKA to final", fontsize=9)
+    ax.set_xlabel("CKA to final", fontsize=10)
     return fig

@@ -107,7 +107,7 @@ def ablation_panel(results: pd.DataFrame, removed: str):
         ax.text(x, scores.mean(), f"{scores.mean():.1%}", ha="center", va="bottom")
     ax.set_xticks(range(len(bars)), list(bars))
     ax.set_ylabel("test top-1"); ax.set_ylim(0, 1)
-    ax.set_title("dots: one seed each; their spread is the noise", fontsize=9)
+    ax.set_title("dots: one seed each; their spread is the noise", fontsize=10)
     fig.tight_layout()
     return fig
 

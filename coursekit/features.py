@@ -271,7 +271,7 @@ def plot_tsne(points: np.ndarray, labels, classes, title: str = "t-SNE", ax=None
         ax.scatter(points[keep, 0], points[keep, 1], s=6, label=name, color=plt.cm.tab10(c % 10))
     ax.set_title(title)
     ax.set_xticks([]); ax.set_yticks([])
-    ax.legend(fontsize=9, markerscale=2, loc="best")
+    ax.legend(fontsize=10, markerscale=2, loc="best")
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
@@ -288,7 +288,7 @@ def plot_neighbours(query_images, bank_images, indices, rows_titles=None, bank_l
         title = rows_titles[r] if rows_titles else ""
         if classes is not None and query_labels is not None:
             title = f"{title}\n{classes[int(query_labels[r])]}" if title else classes[int(query_labels[r])]
-        axes[r, 0].set_title(title, fontsize=9)
+        axes[r, 0].set_title(title, fontsize=10)
         for j in range(k):
             ax = axes[r, j + 1]
             ax.imshow(_to_hwc(bank_images[int(indices[r, j])]))
@@ -335,6 +335,6 @@ def neighbours_panel(model: nn.Module, bank: _data.ImageSet, queries: _data.Imag
     agree = (bank.labels[idx[0]] == queries.labels[query]).float().mean().item()
     fig = plot_neighbours(queries.images[query:query + 1], bank.images, idx, [f"query {query}"],
                           bank.labels, queries.labels[query:query + 1], bank.classes, size=1.3)
-    fig.suptitle(f"{k} nearest neighbours in {space} space: {agree:.0%} share the query's class", fontsize=9)
+    fig.suptitle(f"{k} nearest neighbours in {space} space: {agree:.0%} share the query's class", fontsize=10)
     fig.tight_layout()
     return fig

@@ -85,11 +85,11 @@ def patch_grid(top: TopActivations, images: torch.Tensor, layer: str, units, siz
     for r, unit in enumerate(units):
         for c, patch in enumerate(top.patches(images, layer, unit)):
             axes[r, c].imshow(to_image(patch), interpolation="nearest")
-        axes[r, 0].set_ylabel(f"unit {unit}", fontsize=9)
+        axes[r, 0].set_ylabel(f"unit {unit}", fontsize=10)
     for ax in axes.flat:
         ax.set_xticks([]); ax.set_yticks([])
     rf = top.fields[layer]
-    fig.suptitle(f"{layer}: top-{k} patches ({rf.size:g}px receptive field)", fontsize=9)
+    fig.suptitle(f"{layer}: top-{k} patches ({rf.size:g}px receptive field)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -125,11 +125,11 @@ def unit_panel(model: nn.Module, top: TopActivations, images: torch.Tensor, laye
     grid = fig.add_gridspec(rows, 4, width_ratios=[2.5, 1, 1, 1])
     ax = fig.add_subplot(grid[:, 0])
     ax.imshow(to_image(filter_image(weight[unit])), interpolation="nearest", aspect="auto")
-    ax.set_title(f"{layer} filter {unit}" + ("" if weight.shape[1] == 3 else "\n(rows: input channels)"), fontsize=9)
+    ax.set_title(f"{layer} filter {unit}" + ("" if weight.shape[1] == 3 else "\n(rows: input channels)"), fontsize=10)
     ax.axis("off")
     for i, patch in enumerate(patches):
         a = fig.add_subplot(grid[i // 3, 1 + i % 3])
         a.imshow(to_image(patch), interpolation="nearest")
         a.axis("off")
-    fig.suptitle(f"top-{len(patches)} patches, {top.fields[layer].size:g}px each", fontsize=9)
+    fig.suptitle(f"top-{len(patches)} patches, {top.fields[layer].size:g}px each", fontsize=10)
     return fig

@@ -1,6 +1,6 @@
 """Figures for the notebooks: each function returns its matplotlib Figure (and shows nothing itself).
 
-Rules for every coursekit figure (tests/test_plot_widgets.py checks them): no text below 9 pt, so
+Rules for every coursekit figure (tests/test_plot_widgets.py checks them): no text below 10 pt, so
 labels stay readable on a projector; colour maps that are perceptually uniform and colour-blind
 safe: `inferno` for heat over images (dark = low, bright = high, so the photo shows through where
 nothing happens and the lightness alone carries the value, in greyscale too), `viridis` for
@@ -53,7 +53,7 @@ def image_grid(images, titles=None, ncols: int | None = None, size: float = 1.6,
     for i, (ax, img) in enumerate(zip(axes, images)):
         ax.imshow(to_image(img), cmap=cmap, interpolation="nearest")
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=9)
+            ax.set_title(str(titles[i]), fontsize=10)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -77,7 +77,7 @@ def activation_maps(act: torch.Tensor, n: int = 32, ncols: int = 8, size: float 
     fig, axes = _grid(len(maps), ncols, size)
     for c, (ax, m) in enumerate(zip(axes, maps)):
         ax.imshow(m.numpy(), cmap="viridis")
-        ax.set_title(f"ch {c}", fontsize=9)
+        ax.set_title(f"ch {c}", fontsize=10)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -97,7 +97,7 @@ def heatmap(image, heat, title: str = "", alpha: float = 0.5, cmap: str = "infer
     b.imshow(heat, cmap=cmap, alpha=alpha, extent=(0, img.shape[1], img.shape[0], 0))
     for ax in (a, b):
         ax.axis("off")
-    b.set_title(title, fontsize=9)
+    b.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -152,7 +152,7 @@ def topk_bars(predictions, title: str = "", ax=None):
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure

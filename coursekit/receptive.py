@@ -139,10 +139,10 @@ def hierarchy_panel(model: nn.Module, image: torch.Tensor, layer: str, channel: 
     fig, (a, b) = plt.subplots(1, 2, figsize=(6.4, 3.2))
     a.imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
     a.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=2))
-    a.set_title(f"{layer} receptive field {rf.size:g}px", fontsize=9)
+    a.set_title(f"{layer} receptive field {rf.size:g}px", fontsize=10)
     b.imshow(amap.cpu().numpy(), cmap="viridis")
     b.plot(col, row, "r+", ms=12)
-    b.set_title(f"{layer} channel {channel}: max {float(amap.max()):.2f}", fontsize=9)
+    b.set_title(f"{layer} channel {channel}: max {float(amap.max()):.2f}", fontsize=10)
     for ax in (a, b):
         ax.axis("off")
     fig.tight_layout()
@@ -159,10 +159,10 @@ def hierarchy_figure(model: nn.Module, image: torch.Tensor, layers: list[str], n
         act = acts[layer][0].float().cpu()
         strongest = act.flatten(1).max(1).values.argsort(descending=True)[:n]
         axes[r, 0].imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-        axes[r, 0].set_title(f"{layer}: {fields[layer].size:g}px", fontsize=9)
+        axes[r, 0].set_title(f"{layer}: {fields[layer].size:g}px", fontsize=10)
         for c, channel in enumerate(strongest.tolist()):
             axes[r, c + 1].imshow(act[channel].numpy(), cmap="viridis")
-            axes[r, c + 1].set_title(f"ch {channel}", fontsize=9)
+            axes[r, c + 1].set_title(f"ch {channel}", fontsize=10)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()

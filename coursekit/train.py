@@ -150,14 +150,33 @@ def _cpu_has_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The dtype mixed-precision training computes in on `device` (when autocast is on).
+
+    bf16 where the hardware has it: CPUs, and CUDA GPUs of compute capability 8.0 or newer (A100,
+    RTX 30xx and later). fp16 on CUDA GPUs without native bf16 (Colab's T4, V100): torch emulates
+    bf16 there without tensor cores, so `torch.cuda.is_bf16_supported()` is asked without emulation
+    (its default counts emulation as support since torch 2.3). fp16's narrow range needs loss
+    scaling: `fit` uses a GradScaler whenever this is fp16. Other devices: bf16 (autocast is off
+    there unless asked)."""
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
+    return torch.bfloat16
+
+
 def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA GPUs that support it (a no-op elsewhere unless asked)."""
+    """Autocast in `autocast_dtype(device)`, or a no-op when not enabled."""
     if not enabled:
         return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=autocast_dtype(device))
+
+
+def grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast (gradients below fp16's 6e-8 would round to zero); a
+    pass-through scaler otherwise (bf16 has fp32's range, and fp32 needs none)."""
+    fp16 = enabled and autocast_dtype(device) == torch.float16
+    return torch.amp.GradScaler(device.type if fp16 else "cpu", enabled=fp16)
 
 
 def make_sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
@@ -241,7 +260,8 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
     checkpoint_dir: save after every epoch and resume from the newest valid checkpoint there.
     live: redraw loss/accuracy curves in the notebook after each epoch (in place, below the
         progress bar, which stays).
-    autocast: mixed precision (bf16). Default: on for CUDA, off on the CPU, because bf16 CPU kernels
+    autocast: mixed precision in `autocast_dtype(device)` (bf16, or fp16 with loss scaling on GPUs
+        without native bf16). Default: on for CUDA, off on the CPU, because bf16 CPU kernels
         are not bit-repeatable (two seeded runs in one process ended with different weights); pass
         True for 1.5-2x faster steps on CPUs with bf16 instructions (`native_bf16`).
     """
@@ -273,6 +293,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
         weight_decay=weight_decay, schedule=schedule, augment=augment, pca_jitter=pca_jitter,
         label_smoothing=label_smoothing, seed=seed, autocast=autocast, **extra)
     history, start = _resume(checkpoint_dir, run, model, optimizer, scheduler)
+    scaler = grad_scaler(device, autocast)
     bar = _progress_bar(epochs * steps, start * steps, progress)
     redraw = _live_curves() if live else None
     images = train_set.images.to(device, non_blocking=True)
@@ -283,7 +304,7 @@ def fit(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet | 
             generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
             torch.manual_seed(seed * 100_003 + epoch)  # dropout
             stats = _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
-                                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb)
+                                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb, scaler)
             row = {"epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - tic}
             if test_set is not None:
@@ -338,7 +359,7 @@ def _check_model(model, images) -> None:
 
 
 def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, generator,
-                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb=None) -> dict:
+                 augment, pca_jitter, label_smoothing, device, autocast, bar, perturb=None, scaler=None) -> dict:
     model.train()
     order = torch.randperm(len(labels), generator=generator).to(device)
     total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -355,8 +376,13 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():  # fp16: scale the loss, skip steps with inf/nan
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         if scheduler is not None:
             scheduler.step()
         total_loss += loss.detach() * len(y)

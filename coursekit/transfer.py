@@ -167,7 +167,7 @@ def plot_learning_curves(results, ax=None, highlight: tuple | None = None):
     ax.set_xscale("log")
     ax.set_xlabel("labelled images per class")
     ax.set_ylabel("top-1 on the new task")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=10)
     if fig is not None:
         fig.tight_layout()
     return fig or ax.figure
@@ -193,5 +193,5 @@ def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
     fig = plot_learning_curves(results, highlight=(labels, mean[(method, labels)]))
     gain = mean[(method, labels)] - mean.get(("scratch", labels), np.nan)
     fig.axes[0].set_title(f"{method} with {labels} labels/class: {mean[(method, labels)]:.1%} "
-                          f"({gain:+.1%} vs scratch)", fontsize=9)
+                          f"({gain:+.1%} vs scratch)", fontsize=10)
     return fig

@@ -203,13 +203,13 @@ def _figure(images, titles, curve=None, curve_label="objective"):
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
     for ax, img, title in zip(axes[0], images, titles):
         ax.imshow(to_image(img.clamp(0, 1)), interpolation="nearest")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
         ax.axis("off")
     if curve is not None:
         ax = axes[0, -1]
         ax.plot(curve)
         ax.set_xlabel("step")
-        ax.set_title(curve_label, fontsize=9)
+        ax.set_title(curve_label, fontsize=10)
     fig.tight_layout()
     return fig
 

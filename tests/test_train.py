@@ -157,6 +157,36 @@ def test_bf16_only_where_the_hardware_has_it_and_never_by_default_on_the_cpu(mon
     assert seen == [False, False]  # fp32 on the CPU unless asked: seeded runs stay bit-repeatable
 
 
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_without_native_bf16_autocasts_in_fp16(monkeypatch, native, expected):
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return native or including_emulation  # a T4: bf16 "supported" only by emulation
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert train.autocast_dtype(torch.device("cuda")) == expected
+    assert asked == [False]  # emulated bf16 is not native
+    assert train.autocast_dtype(torch.device("cpu")) == torch.bfloat16
+
+
+def test_fp16_trains_with_a_grad_scaler_and_fp32_without(monkeypatch):
+    monkeypatch.setattr(train, "autocast_dtype", lambda device: torch.float16)  # a T4, played on the CPU
+    assert train.grad_scaler(torch.device("cpu"), enabled=True).is_enabled()
+    assert not train.grad_scaler(torch.device("cpu"), enabled=False).is_enabled()
+    scales, step = [], torch.amp.GradScaler.step
+    monkeypatch.setattr(torch.amp.GradScaler, "step",
+                        lambda self, optimizer: scales.append(self.get_scale()) or step(self, optimizer))
+    model = models.four_layer_cnn(num_classes=2, width=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    images = data.ImageSet(torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
+    train.fit(model, images, epochs=1, batch_size=4, progress=False, device="cpu", autocast=True, schedule=None)
+    assert len(scales) == 2 and scales[0] > 1  # every step went through the scaler, with a real scale
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    train.fit(model, images, epochs=1, batch_size=4, progress=False, device="cpu", autocast=False, schedule=None)
+    assert len(scales) == 2  # fp32: no scaler
+
 
 # ---------------------------------------------------------------- parameter groups and perturbations
 
