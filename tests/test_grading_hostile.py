@@ -275,7 +275,10 @@ CALL_THE_REFERENCE = {
     "06-blur": "def blur(x, sigma):\n    return T.gaussian_blur(x, sigma)",
     "07-tv": "def tv_beta(x, beta):\n    return O.total_variation(x, beta)",
     "08-fgsm": "def my_fgsm(model, images, labels, eps):\n    return attacks.fgsm(model, images, labels, eps=eps)",
-    "09-hook": "def hook_features(model, x, layer):\n    return features.extract(model, x, layer, pool='flatten')",
+    "09-probe": "def probe_draw(train, train_labels, test, test_labels, shots, seed, alpha=10.0):\n"
+                "    few = data.balanced_indices(train_labels, 4, shots, seed)\n"
+                "    return {s: float(pipeline.linear_classifier(x[few].numpy(), train_labels[few].numpy(), alphas=[alpha])"
+                ".score(test[s].numpy(), test_labels.numpy())) for s, x in train.items()}",
     "10-copy": "def copy_and_freeze(source, target, n, layers):\n    transfer.copy_layers(source, target, n)\n"
                "    transfer.set_trainable(target, layers[:n], False)",
     "11-groups": "from coursekit import hooks\n\ndef two_speed_groups(model, transferred, lr, factor):\n"
