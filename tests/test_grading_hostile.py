@@ -267,7 +267,8 @@ CALL_THE_REFERENCE = {
     "01-topk": "def topk_accuracy(logits, labels, k=5):\n    from coursekit import train\n"
                "    return train.topk_correct(logits, labels, (k,))[0] / len(labels)",
     "02-recorder": "def record(model, x, names):\n    return hooks.activations(model, x, names)",
-    "03-strongest": "def strongest(act):\n    from coursekit import patches\n    return patches.strongest_per_channel(act)",
+    "03-top9": "def top_patches(act, images, field, unit, k=9):\n"
+               "    return patches.mine(tiny, images, ['conv2'], k=k).patches(images, 'conv2', unit)",
     "03-cka": "def cka(x, y):\n    from coursekit import evolution\n    return evolution.linear_cka(x, y)",
     "04-occlusion": "def occlusion_map(model, x, label, size, stride, fill=0.5):\n"
                     "    return attribution.occlusion(model, x, label, size, stride, fill=fill).prob",
