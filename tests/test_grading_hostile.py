@@ -267,15 +267,36 @@ CALL_THE_REFERENCE = {
     "01-topk": "def topk_accuracy(logits, labels, k=5):\n    from coursekit import train\n"
                "    return train.topk_correct(logits, labels, (k,))[0] / len(labels)",
     "02-recorder": "def record(model, x, names):\n    return hooks.activations(model, x, names)",
-    "03-strongest": "def strongest(act):\n    from coursekit import patches\n    return patches.strongest_per_channel(act)",
+    "03-top9": "def top_patches(act, images, field, unit, k=9):\n"
+               "    return patches.mine(tiny, images, ['conv2'], k=k).patches(images, 'conv2', unit)",
     "03-cka": "def cka(x, y):\n    from coursekit import evolution\n    return evolution.linear_cka(x, y)",
+    "04-deconv": "def deconv_step(signal, switches, size, weight, padding=1):\n"
+                 "    conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], padding=padding, bias=False)\n"
+                 "    conv.weight.data.copy_(weight)\n"
+                 "    block = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(3, 2))\n"
+                 "    x = torch.rand(signal.shape[0], weight.shape[1], *size, requires_grad=True)\n"
+                 "    with hooks.relu_rule(block, 'deconvnet'):\n"
+                 "        return torch.autograd.grad((block(x) * signal).sum(), x)[0]",
     "04-occlusion": "def occlusion_map(model, x, label, size, stride, fill=0.5):\n"
                     "    return attribution.occlusion(model, x, label, size, stride, fill=fill).prob",
     "05-saliency": "def saliency_map(model, x, labels):\n    return attribution.saliency(model, x, labels)",
     "06-blur": "def blur(x, sigma):\n    return T.gaussian_blur(x, sigma)",
+    "06-yosinski": "def yosinski_step(model, x, c, step, lr, decay=0.0, blur_sigma=0.0, blur_every=1, norm_pct=0,\n"
+                   "                  contribution_pct=0, center=0.5):\n"
+                   "    x = x.detach().clone().requires_grad_(True)\n"
+                   "    (g,) = torch.autograd.grad(model(x)[:, c].sum(), x)\n"
+                   "    x = (x + lr * g).detach()\n"
+                   "    for reg in visualize.yosinski_regularizers(decay, blur_sigma, blur_every, norm_pct, contribution_pct, center):\n"
+                   "        reg(x, g, step)\n"
+                   "    return x",
     "07-tv": "def tv_beta(x, beta):\n    return O.total_variation(x, beta)",
     "08-fgsm": "def my_fgsm(model, images, labels, eps):\n    return attacks.fgsm(model, images, labels, eps=eps)",
-    "09-hook": "def hook_features(model, x, layer):\n    return features.extract(model, x, layer, pool='flatten')",
+    "08-pgd": "def my_pgd(model, images, labels, eps, steps=10, step_size=None, generator=None):\n"
+              "    return attacks.pgd(model, images, labels, eps=eps, steps=steps, step_size=step_size, generator=generator)",
+    "09-probe": "def probe_draw(train, train_labels, test, test_labels, shots, seed, alpha=10.0):\n"
+                "    few = data.balanced_indices(train_labels, 4, shots, seed)\n"
+                "    return {s: float(pipeline.linear_classifier(x[few].numpy(), train_labels[few].numpy(), alphas=[alpha])"
+                ".score(test[s].numpy(), test_labels.numpy())) for s, x in train.items()}",
     "10-copy": "def copy_and_freeze(source, target, n, layers):\n    transfer.copy_layers(source, target, n)\n"
                "    transfer.set_trainable(target, layers[:n], False)",
     "11-groups": "from coursekit import hooks\n\ndef two_speed_groups(model, transferred, lr, factor):\n"
@@ -305,4 +326,5 @@ def test_calling_the_reference_scores_zero_in_every_notebook(tmp_path, request):
             lost[g.student] = [c.exercise for c in g.cells if c.points < c.max_points]
     expected = {gid: [f"{gid}-tests"] for gid in CALL_THE_REFERENCE}
     expected["07-tv"].append("07-loss-tests")     # inversion_loss adds the student's own tv_beta
+    expected["06-blur"].append("06-yosinski-tests")   # yosinski_step blurs with the student's own blur
     assert lost == expected, lost
