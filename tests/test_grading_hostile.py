@@ -328,3 +328,37 @@ def test_calling_the_reference_scores_zero_in_every_notebook(tmp_path, request):
     expected["07-tv"].append("07-loss-tests")     # inversion_loss adds the student's own tv_beta
     expected["06-blur"].append("06-yosinski-tests")   # yosinski_step blurs with the student's own blur
     assert lost == expected, lost
+
+
+def test_in_place_edits_of_coursekit_constants_are_put_back():
+    """`data.PCA_EIGVAL.zero_()` in a solution cell would change what 01's hidden test computes its
+    expected value from; the guard puts every coursekit UPPER_CASE tensor, array, list, dict and set
+    back after each cell and each student call, in place, while rebinding is undone as before."""
+    import sys
+    import types
+
+    import numpy as np
+    import torch
+
+    from coursekit.grading.guard import _Surface
+    module = types.ModuleType("coursekit._hostile_constants")
+    module.EIGVAL, module.TABLE = torch.tensor([0.2, 0.02, 0.004]), np.arange(4.0)
+    module.SETTINGS, module.NAMES, module.KINDS = {1: {"decay": 0.0}}, ["a", "b"], {"x"}
+    module._memo = {}                                     # private state is not a constant: left alone
+    alias = module.EIGVAL                                 # other names for the same object see it back too
+    sys.modules[module.__name__] = module
+    try:
+        surface = _Surface([module])
+        module.EIGVAL.zero_()
+        module.TABLE *= 0
+        module.SETTINGS[1]["decay"] = 0.5
+        module.NAMES.append("c")
+        module.KINDS.add("y")
+        module._memo["k"] = 1
+        surface.restore()
+        assert torch.equal(alias, torch.tensor([0.2, 0.02, 0.004])) and module.EIGVAL is alias
+        np.testing.assert_array_equal(module.TABLE, np.arange(4.0))
+        assert module.SETTINGS == {1: {"decay": 0.0}} and module.NAMES == ["a", "b"] and module.KINDS == {"x"}
+        assert module._memo == {"k": 1}
+    finally:
+        del sys.modules[module.__name__]

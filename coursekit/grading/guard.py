@@ -273,7 +273,7 @@ class _Surface:
     that restore() puts back: changed entries reset, entries added to classes and objects removed."""
 
     def __init__(self, owners):
-        self.saved, self.keys = [], set()
+        self.saved, self.keys, self.contents = [], set(), []
         self.extend(owners)
 
     def extend(self, owners) -> None:
@@ -283,6 +283,8 @@ class _Surface:
             if key not in self.keys:
                 self.keys.add(key)
                 self.saved.append((owner, self._state(owner)))
+                if isinstance(owner, types.ModuleType) and owner.__name__.split(".")[0] == "coursekit":
+                    self.contents += _constants(owner)
 
     @staticmethod
     def _state(owner):
@@ -295,6 +297,8 @@ class _Surface:
         return dict(vars(owner))
 
     def restore(self) -> None:
+        for value, kept in self.contents:
+            _put_back(value, kept)
         for owner, saved in self.saved:
             if isinstance(owner, list):
                 if owner != saved:
@@ -323,6 +327,42 @@ class _Surface:
 
 
 _MISSING = object()
+
+
+def _constants(module) -> list:
+    """(value, deep copy) of a coursekit module's constants (UPPER_CASE tensors, arrays, lists, dicts,
+    sets): rebinding one is undone with the module's dict, but an in-place edit such as
+    `data.PCA_EIGVAL.zero_()` would change what a hidden test computes its expected value from."""
+    import copy
+    kinds = tuple(t for t in (list, dict, set, getattr(sys.modules.get("torch"), "Tensor", None),
+                              getattr(sys.modules.get("numpy"), "ndarray", None)) if t)
+    found = []
+    for name, value in vars(module).items():
+        if name.isupper() and not name.startswith("_") and isinstance(value, kinds):
+            try:
+                found.append((value, copy.deepcopy(value)))
+            except Exception:   # a constant that cannot be copied keeps only the binding check
+                pass
+    return found
+
+
+def _put_back(value, kept) -> None:
+    """Make `value` equal to `kept` again, in place (other names may hold the same object)."""
+    import copy
+    try:
+        if isinstance(value, list):
+            value[:] = copy.deepcopy(kept)
+        elif isinstance(value, (dict, set)):
+            value.clear()
+            value.update(copy.deepcopy(kept))
+        elif type(value).__module__.startswith("torch"):
+            torch = sys.modules["torch"]
+            with torch.no_grad():
+                value.set_(kept.clone())
+        else:                       # a numpy array of the same shape
+            value[...] = kept
+    except Exception:
+        pass
 
 
 def _read_once(path) -> str:
