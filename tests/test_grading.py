@@ -249,6 +249,43 @@ def test_grades_csv_has_one_row_per_student_and_test_cell(batch):
     print(f"graded 13 submissions in {batch['seconds']:.0f} s")
 
 
+def test_totals_csv_has_one_row_per_student_with_points_and_max(batch):
+    with open(batch["out"] / "totals.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == ["student", f"{NAME} autograded", f"{NAME} autograded max",
+                                           "autograded total", "autograded max"]
+    assert set(rows) == set(batch["points"])
+    for student, cells in batch["points"].items():
+        assert float(rows[student]["autograded total"]) == sum(p for p, _ in cells.values())
+        assert float(rows[student]["autograded max"]) == sum(m for _, m in cells.values()) == 5
+    assert rows["b_correct"][f"{NAME} autograded"] == "5" and rows["c_untouched"]["autograded total"] == "0"
+
+
+def test_feedback_also_as_html(batch):
+    for student in batch["points"]:
+        page = (batch["out"] / "feedback" / f"{student}.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") and f"Feedback for {student}" in page
+    assert "a hidden test failed: AssertionError: square(-3) should be 9" in \
+        (batch["out"] / "feedback" / "d_wrong_hidden.html").read_text()
+
+
+def test_html_feedback_escapes_what_the_student_wrote():
+    from html.parser import HTMLParser
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    grade = grading.NotebookGrade(f"mallory{evil}", NAME, f"{evil}.ipynb",
+                                  cells=[grading.CellGrade("tiny-square-tests", 0, 2, f"ValueError: {evil}")],
+                                  notes=[f"your cell tiny-square raised {evil}"])
+    page = grading.feedback_html(grade.student, [grade])
+    tags = set()
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.add(tag)
+    Tags().feed(page)
+    assert tags == {"html", "head", "meta", "title", "style", "body", "h1", "h2", "ul", "li"}
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "onerror=alert(2)&gt;" in page
+
+
 def test_correct_solution_gets_full_marks(batch):
     assert batch["points"]["b_correct"] == {"tiny-square-tests": (2, 2), "tiny-norm-tests": (3, 3)}
     assert "FAILED" not in feedback(batch, "b_correct")
