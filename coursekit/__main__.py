@@ -278,7 +278,9 @@ def _validate(args) -> int:
     for path in paths:
         report = grading.validate(path)
         problems += len(report.problems)
-        print(f"{Path(path).name}: " + ("ok" if not report.problems else "; ".join(report.problems)))
+        written = (f" ({len(report.written)} written answers, {sum(report.written.values()):g} points, "
+                   "graded by the instructor: not checked)") if report.written else ""
+        print(f"{Path(path).name}: " + ("ok" if not report.problems else "; ".join(report.problems)) + written)
     return 1 if problems else 0
 
 

@@ -20,7 +20,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
 from coursekit import grading  # noqa: E402
-from nbgrader_cells import answer_cell, locked_test_cell  # noqa: E402
+from nbgrader_cells import answer_cell, locked_test_cell, written_answer_cell  # noqa: E402
 from coursekit.grading import notebooks, submissions  # noqa: E402
 from coursekit.__main__ import main  # noqa: E402
 
@@ -243,7 +243,7 @@ def totals(batch, student):
 
 def test_grades_csv_has_one_row_per_student_and_test_cell(batch):
     assert batch["code"] == 0
-    assert list(batch["rows"][0]) == ["student", "notebook", "exercise", "points", "max_points"]
+    assert list(batch["rows"][0]) == ["student", "notebook", "exercise", "points", "max_points", "graded_by"]
     assert len(batch["points"]) == 13 and all(len(p) == 2 for p in batch["points"].values())
     assert {r["notebook"] for r in batch["rows"]} == {NAME}
     print(f"graded 13 submissions in {batch['seconds']:.0f} s")
@@ -387,6 +387,53 @@ def test_exercise_mode_skips_the_lecture_and_full_mode_runs_it(course, tmp_path)
         grading.grade_submissions([(grading.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
     assert (quick.points, full.points) == (3, 5)
     assert "NameError: name 'lecture_only' is not defined" in quick.cells[0].message
+
+
+# ---------------------------------------------------------------- a manually graded written answer
+
+WHY = "Why is a square never negative?\n\n### BEGIN SOLUTION\nA product of two numbers of one sign.\n### END SOLUTION"
+
+
+def test_written_answers_are_pending_with_the_instructor_and_carried_into_feedback(tmp_path):
+    nb = instructor_notebook()
+    nb.cells.insert(7, written_answer_cell("tiny-why", WHY, 2))       # in the Exercises section
+    nb.cells.insert(4, written_answer_cell("tiny-lecture-why", "Why?", 1))   # outside it: still collected
+    (tmp_path / "notebooks").mkdir()
+    source = tmp_path / "notebooks" / f"{NAME}.ipynb"
+    nbformat.write(nb, str(source))
+    report = grading.validate(source, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT)
+    assert not report.problems and report.written == {"tiny-lecture-why": 1, "tiny-why": 2}
+    release = nbformat.reads(grading.prepare(source).files[f"student_version/{NAME}.ipynb"].decode(), as_version=4)
+    answer = "Because <b>x*x</b> = |x|^2 &\n</blockquote><script>alert(1)</script>"
+    _write(tmp_path / "subs" / "answered" / f"{NAME}.ipynb", edited(release, tiny_why=answer, tiny_norm=NORM))
+    _write(tmp_path / "subs" / "untouched" / f"{NAME}.ipynb", release)
+    grades = {g.student: g for g in grading.grade(tmp_path / "subs", tmp_path / "notebooks", tmp_path / "out",
+                                                  cell_timeout=CELL_TIMEOUT, log=lambda *a: None)}
+    answered = grades["answered"]
+    assert (answered.points, answered.max_points, answered.pending, answered.manual_max) == (3, 5, 3, 3)
+    written = {c.exercise: c for c in answered.cells if c.manual}
+    assert written["tiny-why"].points is None and written["tiny-why"].answer == answer.strip()
+    assert written["tiny-lecture-why"].message == "no answer written"
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
+    assert rows[("answered", "tiny-why")] == {"student": "answered", "notebook": NAME, "exercise": "tiny-why",
+                                              "points": "", "max_points": "2", "graded_by": "instructor"}
+    assert rows[("answered", "tiny-norm-tests")]["graded_by"] == "autograder"
+    with open(tmp_path / "out" / "totals.csv", newline="") as f:
+        totals = {r["student"]: r for r in csv.DictReader(f)}
+    assert totals["answered"] == {"student": "answered", f"{NAME} autograded": "3", f"{NAME} autograded max": "5",
+                                  f"{NAME} pending": "3", "autograded total": "3", "autograded max": "5",
+                                  "pending (graded by the instructor)": "3", "max": "8"}
+    text = (tmp_path / "out" / "feedback" / "answered.md").read_text()
+    assert f"## {NAME}: 3 / 5 points autograded, 3 more graded by your instructor" in text
+    assert "- tiny-why (2 points, graded by your instructor): your answer" in text
+    assert "  > Because <b>x*x</b> = |x|^2 &" in text and "FAILED" in text     # square is still unanswered
+    page = (tmp_path / "out" / "feedback" / "answered.html").read_text()
+    assert "<blockquote>Because &lt;b&gt;x*x&lt;/b&gt; = |x|^2 &amp;\n&lt;/blockquote&gt;&lt;script&gt;" in page
+    assert "<script>" not in page
+    assert grades["untouched"].points == 0 and grades["untouched"].pending == 3
+    assert "tiny-why (2 points, graded by your instructor): no answer written" in \
+        (tmp_path / "out" / "feedback" / "untouched.md").read_text()
 
 
 # ---------------------------------------------------------------- every notebook, both ways

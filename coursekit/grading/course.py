@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .guard import build_spec, spec_cell
 from .normalize import given_cells
-from .notebooks import HomeworkError, grade_id, graded_part, hidden_lines, read_notebook, test_cells
+from .notebooks import HomeworkError, grade_id, graded_part, hidden_lines, manual_cells, read_notebook, test_cells
 
 STUDENT = "student"          # the one nbgrader student id inside a throw-away course
 RELEASED = "student_version"   # where prepare() keeps the student version inside a course
@@ -93,6 +93,7 @@ class Homework:
     files: dict                 # course-relative path -> bytes (gradebook, source, student version)
     guard: dict                 # the kernel guard's spec (guard.build_spec): references, trusted cells
     given: dict                 # cell id -> source of the given cells (normalize.given_cells)
+    manual: dict                # manually graded answer grade_id -> points (an instructor grades them)
 
 
 def prepare(path, mode: str = "exercises") -> Homework:
@@ -109,9 +110,14 @@ def prepare(path, mode: str = "exercises") -> Homework:
         files = {str(p.relative_to(course)): p.read_bytes() for p in
                  [course / "gradebook.db", course / "source" / name / f"{name}.ipynb", course / RELEASED / f"{name}.ipynb"]}
     cells = test_cells(nb)
-    return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
+    return Homework(name, {grade_id(c): _points(c) for c in cells},
                     _secret_lines(cells),
-                    _locked_checksums([nb, release]), files, build_spec(nb), given_cells(nb))
+                    _locked_checksums([nb, release]), files, build_spec(nb), given_cells(nb),
+                    {grade_id(c): _points(c) for c in manual_cells(nb)})
+
+
+def _points(cell) -> float:
+    return float(cell.metadata["nbgrader"].get("points", 0))
 
 
 def _secret_lines(cells) -> frozenset:

@@ -1,5 +1,6 @@
 """Reports, written by the parent only: grades.csv (one row per graded cell), totals.csv (one row
-per student, for a gradebook import) and feedback/<student>.md and .html.
+per student, for a gradebook import) and feedback/<student>.md and .html. Written answers
+(manually graded) are pending: no points yet, their text in the feedback for the instructor.
 
 Feedback is built once as plain text (_feedback) and rendered twice; the HTML rendering escapes
 every piece of it, because messages and written answers carry text the student wrote.
@@ -29,22 +30,28 @@ def write_reports(grades: list[NotebookGrade], out_dir) -> None:
 
 
 def grades_csv(grades: list[NotebookGrade]) -> str:
-    """student, notebook, exercise, points, max_points: one row per test cell."""
+    """student, notebook, exercise, points, max_points, graded_by: one row per graded cell;
+    graded_by is 'autograder' or 'instructor' (a written answer; points empty while pending)."""
     rows = io.StringIO()
     writer = csv.writer(rows)
-    writer.writerow(["student", "notebook", "exercise", "points", "max_points"])
+    writer.writerow(["student", "notebook", "exercise", "points", "max_points", "graded_by"])
     for g in grades:
         for c in g.cells:
-            writer.writerow([g.student, g.notebook, c.exercise, f"{c.points:g}", f"{c.max_points:g}"])
+            writer.writerow([g.student, g.notebook, c.exercise, _number(c.points), f"{c.max_points:g}",
+                             "instructor" if c.manual else "autograder"])
     return rows.getvalue()
 
 
 def totals_csv(grades: list[NotebookGrade]) -> str:
-    """One row per student, as a gradebook import expects: per notebook its points and max, then
-    the total and its max. Notebooks in the order they were graded."""
+    """One row per student, as a gradebook import expects: per notebook its autograded points and
+    their max, then the autograded total and its max. Where there are written answers, also the
+    points still pending with the instructor (per notebook and in all) and the max with them."""
     notebooks = list(dict.fromkeys(g.notebook for g in grades))
-    header = ["student"] + [f"{n} {col}" for n in notebooks for col in ("autograded", "autograded max")]
-    header += ["autograded total", "autograded max"]
+    written = {g.notebook for g in grades if g.manual_max}
+    header = ["student"]
+    for name in notebooks:
+        header += [f"{name} autograded", f"{name} autograded max"] + ([f"{name} pending"] if name in written else [])
+    header += ["autograded total", "autograded max"] + (["pending (graded by the instructor)", "max"] if written else [])
     rows = io.StringIO()
     writer = csv.writer(rows)
     writer.writerow(header)
@@ -52,31 +59,52 @@ def totals_csv(grades: list[NotebookGrade]) -> str:
         mine = {g.notebook: g for g in grades if g.student == student}
         row = [student]
         for name in notebooks:
-            row += [f"{mine[name].points:g}", f"{mine[name].max_points:g}"] if name in mine else ["", ""]
-        row += [f"{sum(g.points for g in mine.values()):g}", f"{sum(g.max_points for g in mine.values()):g}"]
+            g = mine.get(name)
+            row += [_number(g and g.points), _number(g and g.max_points)]
+            row += [_number(g and g.pending)] if name in written else []
+        graded = mine.values()
+        row += [_number(sum(g.points for g in graded)), _number(sum(g.max_points for g in graded))]
+        if written:
+            row += [_number(sum(g.pending for g in graded)), _number(sum(g.max_points + g.manual_max for g in graded))]
         writer.writerow(row)
     return rows.getvalue()
 
 
+def _number(value) -> str:
+    return "" if value is None else f"{value:g}"
+
+
 def _feedback(grades: list[NotebookGrade]) -> list[dict]:
-    """Per notebook: its heading, one line per graded cell, and the notes; plain text throughout."""
+    """Per notebook: its heading, one item (line, written answer or "") per graded cell, and the
+    notes; plain text throughout."""
     sections = []
     for g in grades:
-        lines = []
-        for c in g.cells:
-            verdict = "passed" if not c.message else f"FAILED: {c.message}"
-            lines.append(f"{c.exercise} ({c.points:g}/{c.max_points:g}): {verdict}")
-        sections.append({"heading": f"{g.notebook}: {g.points:g} / {g.max_points:g} points"
-                                    + (f" (file {g.file})" if g.file else ""),
-                         "lines": lines + [f"note: {n}" for n in g.notes]})
+        items = [(_verdict(c), c.answer) for c in g.cells]
+        heading = f"{g.notebook}: {g.points:g} / {g.max_points:g} points autograded"
+        if g.pending:
+            heading += f", {g.pending:g} more graded by your instructor"
+        sections.append({"heading": heading + (f" (file {g.file})" if g.file else ""),
+                         "items": items + [(f"note: {n}", "") for n in g.notes]})
     return sections
+
+
+def _verdict(c) -> str:
+    if c.manual and c.points is None:
+        return f"{c.exercise} ({c.max_points:g} points, graded by your instructor): " + \
+               (c.message or "your answer, as the instructor will read it:")
+    verdict = "passed" if not c.message else f"FAILED: {c.message}"
+    return f"{c.exercise} ({c.points:g}/{c.max_points:g}): {verdict}"
 
 
 def feedback_text(student: str, grades: list[NotebookGrade]) -> str:
     """The Markdown feedback of one student: per notebook its points, each test cell's verdict, notes."""
     out = [f"# Feedback for {student}", ""]
     for section in _feedback(grades):
-        out += [f"## {section['heading']}", ""] + [f"- {line}" for line in section["lines"]] + [""]
+        out += [f"## {section['heading']}", ""]
+        for line, answer in section["items"]:
+            out.append(f"- {line}")
+            out += [f"  > {row}".rstrip() for row in answer.splitlines()]
+        out.append("")
     return "\n".join(out)
 
 
@@ -90,7 +118,8 @@ def feedback_html(student: str, grades: list[NotebookGrade]) -> str:
            "</head><body>", f"<h1>Feedback for {e(student)}</h1>"]
     for section in _feedback(grades):
         out += [f"<h2>{e(section['heading'])}</h2>", "<ul>"]
-        out += [f"<li>{e(line)}</li>" for line in section["lines"]]
+        out += [f"<li>{e(line)}" + (f"<blockquote>{e(answer)}</blockquote>" if answer else "") + "</li>"
+                for line, answer in section["items"]]
         out += ["</ul>"]
     out += ["</body></html>", ""]
     return "\n".join(out)
