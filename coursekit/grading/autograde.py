@@ -125,8 +125,14 @@ def _scores(hw: Homework, course: Path, nonce: str) -> dict:
 
 
 def _guarded(cell, nonce: str) -> bool:
-    first = next(iter(cell.get("outputs", [])), {})
-    return first.get("output_type") == "stream" and "".join(first.get("text", "")).startswith(f"{GUARD_MARK} {nonce}\n")
+    """Whether the cell's output starts with the guard's mark: its leading stdout outputs joined,
+    since the kernel may send one print in pieces."""
+    text = ""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "stream" or output.get("name") != "stdout":
+            break
+        text += "".join(output.get("text", ""))
+    return text.startswith(f"{GUARD_MARK} {nonce}\n")
 
 
 def _errors(cell) -> list:
