@@ -116,6 +116,33 @@ def test_release_removes_solutions_hidden_tests_and_outputs_only(course):
     assert release.cells[6].metadata.nbgrader["checksum"]          # what grading checks edits against
 
 
+def test_nbgrader_config_template_releases_our_student_version(course, tmp_path, capsys):
+    """The JupyterHub template, read by nbgrader's config loader, has coursekit's settings, and
+    nbgrader's generate_assignment with it in the course layout the template describes
+    (source/<NN_name>/<NN_name>.ipynb) makes the notebook that release/ holds."""
+    from traitlets.config.loader import PyFileConfigLoader
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from coursekit.grading.course import nbgrader_settings
+    assert main(["grade", "--config-template"]) == 0
+    (tmp_path / "nbgrader_config.py").write_text(capsys.readouterr().out)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    assert config.CourseDirectory.course_id and config.Exchange.root
+    for key, value in nbgrader_settings(1200).items():
+        section, option = key.split(".")
+        assert config[section][option] == value, key
+    (tmp_path / "source" / NAME).mkdir(parents=True)
+    shutil.copy(course / "notebooks" / f"{NAME}.ipynb", tmp_path / "source" / NAME)
+    config.CourseDirectory.root = str(tmp_path)                 # as nbgrader run in the course directory
+    config.CourseDirectory.db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    config.Exchange.root = str(tmp_path / "exchange")
+    assert NbGraderAPI(coursedir=CourseDirectory(config=config), config=config).generate_assignment(NAME)["success"]
+    theirs = nbformat.read(str(tmp_path / "release" / NAME / f"{NAME}.ipynb"), as_version=4)
+    ours = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    cells = lambda nb: [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]  # noqa: E731
+    assert cells(theirs) == cells(ours)
+
+
 def test_release_refuses_to_wipe_a_folder_it_did_not_make(course, tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
     with pytest.raises(grading.HomeworkError, match="not made by"):
@@ -226,7 +253,7 @@ def _grade_batch(course: Path, root: Path) -> None:
     instructor_before = (course / "notebooks" / f"{NAME}.ipynb").read_bytes()
     started = time.monotonic()
     code = main(["grade", str(subs), "--notebooks", str(course / "notebooks"), "--out", str(root / "out"),
-                 "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--jobs", "2"])
+                 "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--workers", "2"])
     # the hostile daemon sleeps 10 s: the 12 gradings after it take longer than that
     (root / "result.json").write_text(json.dumps(dict(
         code=code, seconds=time.monotonic() - started,
@@ -342,6 +369,23 @@ def test_lms_download_layout(batch):
     assert batch["points"]["doejohn_222"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
 
 
+def test_a_local_dask_cluster_gives_the_same_grades_as_one_process(batch, course, tmp_path):
+    """The batch ran on a 2-worker Dask LocalCluster (--workers 2): a correct, a wrong, a crashing
+    and an endless submission graded again one at a time, without Dask, give the same bytes."""
+    students = ["b_correct", "d_wrong_hidden", "e_infinite_loop", "f_exception"]
+    for student in students:
+        shutil.copytree(batch["out"].parent / "submissions" / student, tmp_path / "subs" / student)
+    code = main(["grade", str(tmp_path / "subs"), "--notebooks", str(course / "notebooks"),
+                 "--out", str(tmp_path / "out"), "--cell-timeout", str(CELL_TIMEOUT),
+                 "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--workers", "1"])
+    assert code == 0
+    for name, rows in [("grades.csv", 1 + 2 * 4), ("totals.csv", 1 + 4)]:
+        one_process = (tmp_path / "out" / name).read_bytes().splitlines(keepends=True)
+        on_dask = (batch["out"] / name).read_bytes().splitlines(keepends=True)
+        on_dask = [on_dask[0]] + [line for line in on_dask[1:] if line.split(b",")[0].decode() in students]
+        assert one_process == on_dask and len(one_process) == rows, name
+
+
 def test_zip_members_never_land_outside_the_unpack_folder(tmp_path):
     with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
         zf.writestr("../escape.ipynb", "{}")
@@ -387,6 +431,41 @@ def test_exercise_mode_skips_the_lecture_and_full_mode_runs_it(course, tmp_path)
         grading.grade_submissions([(grading.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
     assert (quick.points, full.points) == (3, 5)
     assert "NameError: name 'lecture_only' is not defined" in quick.cells[0].message
+
+
+# ---------------------------------------------------------------- a cohort on a local cluster (slow)
+
+COHORT = 200
+
+
+@pytest.mark.slow
+def test_a_cohort_grades_the_same_on_a_local_dask_cluster_as_in_one_process(course, tmp_path, request):
+    """200 submissions of the synthetic homework (correct, wrong in a hidden test, crashing,
+    untouched, in turn) graded one at a time and on a LocalCluster of one worker per core: the
+    same grades.csv and totals.csv, byte for byte. Minutes (make nullruns runs it: -m slow)."""
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip(f"grades {COHORT} submissions twice (minutes): run with -m slow")
+    import os
+    solved = instructor_notebook()
+    released = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    kinds = [solved, edited(solved, tiny_square="def square(x):\n    return x * abs(x)"),
+             edited(solved, tiny_norm="raise ValueError('oops')"), released]
+    for i in range(COHORT):
+        _write(tmp_path / "subs" / f"student_{i:03d}" / f"{NAME}.ipynb", kinds[i % len(kinds)])
+    seconds = {}
+    for workers in [1, max(2, os.cpu_count() or 1)]:
+        started = time.monotonic()
+        assert main(["grade", str(tmp_path / "subs"), "--notebooks", str(course / "notebooks"),
+                     "--out", str(tmp_path / f"out-{workers}"), "--cell-timeout", "60",
+                     "--notebook-timeout", "600", "--workers", str(workers)]) == 0
+        seconds[workers] = time.monotonic() - started
+    print(f"{COHORT} submissions: " + ", ".join(f"{w} worker(s) {t:.0f} s" for w, t in seconds.items()))
+    one, many = sorted(seconds)
+    for name in ["grades.csv", "totals.csv"]:
+        assert (tmp_path / f"out-{one}" / name).read_bytes() == (tmp_path / f"out-{many}" / name).read_bytes(), name
+    with open(tmp_path / f"out-{one}" / "totals.csv", newline="") as f:
+        totals = [float(r["autograded total"]) for r in csv.DictReader(f)]
+    assert totals == [[5, 3, 2, 0][i % 4] for i in range(COHORT)]
 
 
 # ---------------------------------------------------------------- a manually graded written answer

@@ -9,6 +9,7 @@ One idea per module:
                   comparisons and given inputs put back, exact return types
 - autograde.py    grading one submission inside its course; the grades (NotebookGrade, CellGrade)
 - isolation.py    each submission in its own process, kernel and course, under time limits
+- cluster.py      many submissions at once on Dask distributed (a local cluster or a remote scheduler)
 - submissions.py  finding submissions: sub-folders, LMS downloads, zips; which homework a file is
 - report.py       grades.csv, totals.csv and feedback/<student>.md + .html
 - validation.py   validate(): every exercise proved both ways (solution passes, release fails)

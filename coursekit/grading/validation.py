@@ -29,7 +29,7 @@ def validate(path, mode: str = "exercises", cell_timeout: float = 900, notebook_
         student_version = Path(tmp) / f"{hw.name}.ipynb"
         student_version.write_bytes(hw.files[f"{RELEASED}/{hw.name}.ipynb"])
         solved, untouched = grade_submissions([(hw, "instructor", path), (hw, "student", student_version)],
-                                              mode, cell_timeout, notebook_timeout, parallel=2)
+                                              mode, cell_timeout, notebook_timeout)
     # written answers are the instructor's to grade: pending both ways, neither passed nor failed
     report.problems += [f"the solution fails {c.exercise}: {c.message}" for c in solved.cells
                         if c.message and not c.manual]
