@@ -54,7 +54,7 @@ test: $(VENV)/.installed
 # every null run, including those too long for make test, every notebook on the ImageNet path
 # (random-weights AlexNet at 224 px), and the slow grading tests (each notebook's answer replaced by a
 # call of its reference must lose exactly that exercise; 200 submissions graded on a local Dask
-# cluster as in one process): about an hour on 2 CPU cores in quick mode
+# cluster as in one process, 15 minutes): about an hour and a quarter on 2 CPU cores in quick mode
 nullruns: $(VENV)/.installed
 	COURSEKIT_QUICK=1 $(PY) -m pytest -n 2 tests/paperchecks
 	COURSEKIT_QUICK=1 $(PY) -m pytest -m slow tests/test_grading_hostile.py tests/test_grading.py

@@ -442,7 +442,8 @@ COHORT = 200
 def test_a_cohort_grades_the_same_on_a_local_dask_cluster_as_in_one_process(course, tmp_path, request):
     """200 submissions of the synthetic homework (correct, wrong in a hidden test, crashing,
     untouched, in turn) graded one at a time and on a LocalCluster of one worker per core: the
-    same grades.csv and totals.csv, byte for byte. Minutes (make nullruns runs it: -m slow)."""
+    same grades.csv and totals.csv, byte for byte. 15 minutes on 2 busy cores (563 s one at a
+    time, 304 s on 2 workers, 2026-11-30); make nullruns runs it (-m slow)."""
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip(f"grades {COHORT} submissions twice (minutes): run with -m slow")
     import os
