@@ -386,6 +386,20 @@ def test_a_local_dask_cluster_gives_the_same_grades_as_one_process(batch, course
         assert one_process == on_dask and len(one_process) == rows, name
 
 
+def test_a_scheduler_whose_workers_may_not_start_processes_stops_the_run(course):
+    """Dask's default workers are daemonic: grading on them would give every student 0, so the
+    run stops first and says how to start the workers."""
+    import logging
+    from distributed import LocalCluster
+    from coursekit.grading.cluster import grade_on_dask
+    hw = grading.prepare(course / "notebooks" / f"{NAME}.ipynb")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR) as cluster:
+        with pytest.raises(grading.HomeworkError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False"):
+            grade_on_dask([(hw, "s", course / "notebooks" / f"{NAME}.ipynb")], "exercises", CELL_TIMEOUT,
+                          NOTEBOOK_TIMEOUT, 1, cluster.scheduler_address)
+
+
 def test_zip_members_never_land_outside_the_unpack_folder(tmp_path):
     with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
         zf.writestr("../escape.ipynb", "{}")

@@ -28,6 +28,7 @@ def grade_on_dask(jobs, mode: str, cell_timeout: float, notebook_timeout: float,
     that fails on the Dask side (its worker died three times) is that submission's error."""
     from distributed import as_completed
     with _client(workers, scheduler) as client:
+        _check_workers(client)
         homeworks = {}
         for hw, _, _ in jobs:          # each homework travels once, not once per submission
             if id(hw) not in homeworks:
@@ -49,8 +50,22 @@ def grade_on_dask(jobs, mode: str, cell_timeout: float, notebook_timeout: float,
     return outcomes
 
 
+def _check_workers(client) -> None:
+    """Stop before grading when a worker may not start processes: every submission would get 0."""
+    from .notebooks import HomeworkError
+    daemonic = sorted(address for address, daemon in client.run(_daemonic).items() if daemon)
+    if daemonic:
+        raise HomeworkError(f"the Dask workers {daemonic[:3]} may not start the grading processes (daemonic "
+                            f"processes); {DAEMON_FIX}")
+
+
+def _daemonic() -> bool:
+    return multiprocessing.current_process().daemon
+
+
 def _task(hw, submission: bytes, filename: str, mode: str, cell_timeout: float, notebook_timeout: float) -> dict:
-    """What a Dask worker runs for one submission."""
+    """What a Dask worker runs for one submission (a worker that joined after _check_workers is
+    checked here)."""
     if multiprocessing.current_process().daemon:
         return {"error": f"this Dask worker may not start the grading process (a daemonic process); {DAEMON_FIX}"}
     return grade_one(hw, submission, filename, mode, cell_timeout, notebook_timeout)
