@@ -175,6 +175,20 @@ NOTES = """## How to read these numbers
     85%, at its last epoch after 29 minutes of training, but passes 80% only after about 17
     minutes: one schedule cannot meet both targets on 2 cores, and the backbone keeps the 12-epoch
     one, so a student's first full-mode notebook waits 12 minutes, not 30.
+- grading_throughput's "N Dask workers" rows grade on a Dask LocalCluster, as `coursekit grade
+  --workers N` does; the cluster's start (N worker processes, each importing coursekit and starting
+  the fork server its grading processes come from) is inside the timed run, as it is for the
+  command, so a handful of submissions understates the rate. At cohort size, the slow test
+  (`pytest -m slow tests/test_grading.py -k cohort`, in `make nullruns`) graded 200 submissions of
+  its synthetic homework in 563 s one at a time and in 304 s on a 2-worker LocalCluster (1.85x;
+  21 and 39 submissions per minute), with byte-identical grades.csv and totals.csv, on 2 cores
+  shared with other jobs (load average 3.4 when it finished), 2026-11-30. On a small batch the
+  cluster's start dominates: 8 submissions of 03 (`--modes exercises --submissions 8 --workers 1
+  2`, same afternoon) went at 9.9 per minute one at a time and 8.3 on 2 Dask workers, about 30 s
+  of start (the hand-made pool Dask replaced did 2 at a time at 23.6 per minute in the table
+  above, run at load 1.5). So `--workers 1` for a few dozen submissions on a 2-core machine;
+  Dask for a cohort or for more cores. A remote scheduler: `--scheduler tcp://host:8786`, with
+  `--workers` naming its cores for the per-core rate.
 - Not measured here: anything on a GPU (no GPU machine was lent to this project's sessions).
 """
 

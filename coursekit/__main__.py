@@ -237,9 +237,11 @@ def _workspace(args) -> int:
 def _add_grade(commands) -> None:
     cmd = _command(commands, "grade", "autograde a folder of student submissions into grades.csv and feedback",
                    "Each submission runs in its own process and kernel under time limits; writes\n"
-                   "<out>/grades.csv (one row per test cell) and <out>/feedback/<student>.md.\n"
+                   "<out>/grades.csv (one row per graded cell), <out>/totals.csv (one row per student)\n"
+                   "and <out>/feedback/<student>.md and .html. --workers N grades N at once on a local\n"
+                   "Dask cluster; --scheduler ADDRESS on an existing Dask scheduler's workers.\n"
                    "Student code runs as your user: grade untrusted cohorts in a container.")
-    cmd.add_argument("submissions", help="one sub-folder per student, or an LMS download (files / zips)")
+    cmd.add_argument("submissions", nargs="?", help="one sub-folder per student, or an LMS download (files / zips)")
     cmd.add_argument("--out", default="grades", help="output folder (default: grades)")
     cmd.add_argument("--notebooks", default="notebooks", help="instructor notebooks (default: notebooks)")
     cmd.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="grade these notebooks (names without .ipynb)")
@@ -247,16 +249,27 @@ def _add_grade(commands) -> None:
                      help="run whole notebooks (default: first code cell + the Exercises section)")
     cmd.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default: 60)")
     cmd.add_argument("--notebook-timeout", type=float, default=300, help="seconds per notebook (default: 300)")
-    cmd.add_argument("--jobs", type=int, default=1,
-                     help="submissions graded at once (default: 1; >1 lets running submissions see each other)")
+    cmd.add_argument("--workers", "--jobs", type=int, default=1, dest="workers",
+                     help="submissions graded at once on a local Dask cluster of this many worker processes "
+                          "(default: 1, no Dask; >1 lets running submissions see each other)")
+    cmd.add_argument("--config-template", action="store_true",
+                     help="print an nbgrader_config.py for a JupyterHub course (formgrader) and exit")
+    cmd.add_argument("--scheduler", metavar="ADDRESS",
+                     help="grade on the workers of this Dask scheduler (tcp://host:8786) instead")
     cmd.set_defaults(run=_grade)
 
 
 def _grade(args) -> int:
     from . import grading
+    if args.config_template:
+        from .grading.course import config_template
+        print(config_template(), end="")
+        return 0
+    if not args.submissions:
+        raise ValueError("name the folder of submissions: python -m coursekit grade SUBMISSIONS")
     grades = grading.grade(args.submissions, args.notebooks, args.out, mode="full" if args.full else "exercises",
                            cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout, only=args.only,
-                           parallel=args.jobs)
+                           parallel=args.workers, scheduler=args.scheduler)
     students = len({g.student for g in grades})
     print(f"graded {len(grades)} notebooks of {students} students -> {args.out}/grades.csv, {args.out}/feedback/")
     return 0
@@ -278,7 +291,9 @@ def _validate(args) -> int:
     for path in paths:
         report = grading.validate(path)
         problems += len(report.problems)
-        print(f"{Path(path).name}: " + ("ok" if not report.problems else "; ".join(report.problems)))
+        written = (f" ({len(report.written)} written answers, {sum(report.written.values()):g} points, "
+                   "graded by the instructor: not checked)") if report.written else ""
+        print(f"{Path(path).name}: " + ("ok" if not report.problems else "; ".join(report.problems)) + written)
     return 1 if problems else 0
 
 

@@ -20,7 +20,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
 from coursekit import grading  # noqa: E402
-from nbgrader_cells import answer_cell, locked_test_cell  # noqa: E402
+from nbgrader_cells import answer_cell, locked_test_cell, written_answer_cell  # noqa: E402
 from coursekit.grading import notebooks, submissions  # noqa: E402
 from coursekit.__main__ import main  # noqa: E402
 
@@ -114,6 +114,33 @@ def test_release_removes_solutions_hidden_tests_and_outputs_only(course):
            [c.source for i, c in enumerate(source.cells) if i not in (5, 6, 7, 8)]
     assert all(c.get("outputs", []) == [] for c in release.cells)
     assert release.cells[6].metadata.nbgrader["checksum"]          # what grading checks edits against
+
+
+def test_nbgrader_config_template_releases_our_student_version(course, tmp_path, capsys):
+    """The JupyterHub template, read by nbgrader's config loader, has coursekit's settings, and
+    nbgrader's generate_assignment with it in the course layout the template describes
+    (source/<NN_name>/<NN_name>.ipynb) makes the notebook that release/ holds."""
+    from traitlets.config.loader import PyFileConfigLoader
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from coursekit.grading.course import nbgrader_settings
+    assert main(["grade", "--config-template"]) == 0
+    (tmp_path / "nbgrader_config.py").write_text(capsys.readouterr().out)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    assert config.CourseDirectory.course_id and config.Exchange.root
+    for key, value in nbgrader_settings(1200).items():
+        section, option = key.split(".")
+        assert config[section][option] == value, key
+    (tmp_path / "source" / NAME).mkdir(parents=True)
+    shutil.copy(course / "notebooks" / f"{NAME}.ipynb", tmp_path / "source" / NAME)
+    config.CourseDirectory.root = str(tmp_path)                 # as nbgrader run in the course directory
+    config.CourseDirectory.db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    config.Exchange.root = str(tmp_path / "exchange")
+    assert NbGraderAPI(coursedir=CourseDirectory(config=config), config=config).generate_assignment(NAME)["success"]
+    theirs = nbformat.read(str(tmp_path / "release" / NAME / f"{NAME}.ipynb"), as_version=4)
+    ours = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    cells = lambda nb: [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in nb.cells]  # noqa: E731
+    assert cells(theirs) == cells(ours)
 
 
 def test_release_refuses_to_wipe_a_folder_it_did_not_make(course, tmp_path):
@@ -226,7 +253,7 @@ def _grade_batch(course: Path, root: Path) -> None:
     instructor_before = (course / "notebooks" / f"{NAME}.ipynb").read_bytes()
     started = time.monotonic()
     code = main(["grade", str(subs), "--notebooks", str(course / "notebooks"), "--out", str(root / "out"),
-                 "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--jobs", "2"])
+                 "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--workers", "2"])
     # the hostile daemon sleeps 10 s: the 12 gradings after it take longer than that
     (root / "result.json").write_text(json.dumps(dict(
         code=code, seconds=time.monotonic() - started,
@@ -243,10 +270,47 @@ def totals(batch, student):
 
 def test_grades_csv_has_one_row_per_student_and_test_cell(batch):
     assert batch["code"] == 0
-    assert list(batch["rows"][0]) == ["student", "notebook", "exercise", "points", "max_points"]
+    assert list(batch["rows"][0]) == ["student", "notebook", "exercise", "points", "max_points", "graded_by"]
     assert len(batch["points"]) == 13 and all(len(p) == 2 for p in batch["points"].values())
     assert {r["notebook"] for r in batch["rows"]} == {NAME}
     print(f"graded 13 submissions in {batch['seconds']:.0f} s")
+
+
+def test_totals_csv_has_one_row_per_student_with_points_and_max(batch):
+    with open(batch["out"] / "totals.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == ["student", f"{NAME} autograded", f"{NAME} autograded max",
+                                           "autograded total", "autograded max"]
+    assert set(rows) == set(batch["points"])
+    for student, cells in batch["points"].items():
+        assert float(rows[student]["autograded total"]) == sum(p for p, _ in cells.values())
+        assert float(rows[student]["autograded max"]) == sum(m for _, m in cells.values()) == 5
+    assert rows["b_correct"][f"{NAME} autograded"] == "5" and rows["c_untouched"]["autograded total"] == "0"
+
+
+def test_feedback_also_as_html(batch):
+    for student in batch["points"]:
+        page = (batch["out"] / "feedback" / f"{student}.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") and f"Feedback for {student}" in page
+    assert "a hidden test failed: AssertionError: square(-3) should be 9" in \
+        (batch["out"] / "feedback" / "d_wrong_hidden.html").read_text()
+
+
+def test_html_feedback_escapes_what_the_student_wrote():
+    from html.parser import HTMLParser
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    grade = grading.NotebookGrade(f"mallory{evil}", NAME, f"{evil}.ipynb",
+                                  cells=[grading.CellGrade("tiny-square-tests", 0, 2, f"ValueError: {evil}")],
+                                  notes=[f"your cell tiny-square raised {evil}"])
+    page = grading.feedback_html(grade.student, [grade])
+    tags = set()
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.add(tag)
+    Tags().feed(page)
+    assert tags == {"html", "head", "meta", "title", "style", "body", "h1", "h2", "ul", "li"}
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "onerror=alert(2)&gt;" in page
 
 
 def test_correct_solution_gets_full_marks(batch):
@@ -305,6 +369,37 @@ def test_lms_download_layout(batch):
     assert batch["points"]["doejohn_222"] == {"tiny-square-tests": (0, 2), "tiny-norm-tests": (3, 3)}
 
 
+def test_a_local_dask_cluster_gives_the_same_grades_as_one_process(batch, course, tmp_path):
+    """The batch ran on a 2-worker Dask LocalCluster (--workers 2): a correct, a wrong, a crashing
+    and an endless submission graded again one at a time, without Dask, give the same bytes."""
+    students = ["b_correct", "d_wrong_hidden", "e_infinite_loop", "f_exception"]
+    for student in students:
+        shutil.copytree(batch["out"].parent / "submissions" / student, tmp_path / "subs" / student)
+    code = main(["grade", str(tmp_path / "subs"), "--notebooks", str(course / "notebooks"),
+                 "--out", str(tmp_path / "out"), "--cell-timeout", str(CELL_TIMEOUT),
+                 "--notebook-timeout", str(NOTEBOOK_TIMEOUT), "--workers", "1"])
+    assert code == 0
+    for name, rows in [("grades.csv", 1 + 2 * 4), ("totals.csv", 1 + 4)]:
+        one_process = (tmp_path / "out" / name).read_bytes().splitlines(keepends=True)
+        on_dask = (batch["out"] / name).read_bytes().splitlines(keepends=True)
+        on_dask = [on_dask[0]] + [line for line in on_dask[1:] if line.split(b",")[0].decode() in students]
+        assert one_process == on_dask and len(one_process) == rows, name
+
+
+def test_a_scheduler_whose_workers_may_not_start_processes_stops_the_run(course):
+    """Dask's default workers are daemonic: grading on them would give every student 0, so the
+    run stops first and says how to start the workers."""
+    import logging
+    from distributed import LocalCluster
+    from coursekit.grading.cluster import grade_on_dask
+    hw = grading.prepare(course / "notebooks" / f"{NAME}.ipynb")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR) as cluster:
+        with pytest.raises(grading.HomeworkError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False"):
+            grade_on_dask([(hw, "s", course / "notebooks" / f"{NAME}.ipynb")], "exercises", CELL_TIMEOUT,
+                          NOTEBOOK_TIMEOUT, 1, cluster.scheduler_address)
+
+
 def test_zip_members_never_land_outside_the_unpack_folder(tmp_path):
     with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
         zf.writestr("../escape.ipynb", "{}")
@@ -350,6 +445,89 @@ def test_exercise_mode_skips_the_lecture_and_full_mode_runs_it(course, tmp_path)
         grading.grade_submissions([(grading.prepare(source, "full"), "s", tmp_path / "s.ipynb")], "full", CELL_TIMEOUT)
     assert (quick.points, full.points) == (3, 5)
     assert "NameError: name 'lecture_only' is not defined" in quick.cells[0].message
+
+
+# ---------------------------------------------------------------- a cohort on a local cluster (slow)
+
+COHORT = 200
+
+
+@pytest.mark.slow
+def test_a_cohort_grades_the_same_on_a_local_dask_cluster_as_in_one_process(course, tmp_path, request):
+    """200 submissions of the synthetic homework (correct, wrong in a hidden test, crashing,
+    untouched, in turn) graded one at a time and on a LocalCluster of one worker per core: the
+    same grades.csv and totals.csv, byte for byte. 15 minutes on 2 busy cores (563 s one at a
+    time, 304 s on 2 workers, 2026-11-30); make nullruns runs it (-m slow)."""
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip(f"grades {COHORT} submissions twice (minutes): run with -m slow")
+    import os
+    solved = instructor_notebook()
+    released = nbformat.read(str(course / "release" / f"{NAME}.ipynb"), as_version=4)
+    kinds = [solved, edited(solved, tiny_square="def square(x):\n    return x * abs(x)"),
+             edited(solved, tiny_norm="raise ValueError('oops')"), released]
+    for i in range(COHORT):
+        _write(tmp_path / "subs" / f"student_{i:03d}" / f"{NAME}.ipynb", kinds[i % len(kinds)])
+    seconds = {}
+    for workers in [1, max(2, os.cpu_count() or 1)]:
+        started = time.monotonic()
+        assert main(["grade", str(tmp_path / "subs"), "--notebooks", str(course / "notebooks"),
+                     "--out", str(tmp_path / f"out-{workers}"), "--cell-timeout", "60",
+                     "--notebook-timeout", "600", "--workers", str(workers)]) == 0
+        seconds[workers] = time.monotonic() - started
+    print(f"{COHORT} submissions: " + ", ".join(f"{w} worker(s) {t:.0f} s" for w, t in seconds.items()))
+    one, many = sorted(seconds)
+    for name in ["grades.csv", "totals.csv"]:
+        assert (tmp_path / f"out-{one}" / name).read_bytes() == (tmp_path / f"out-{many}" / name).read_bytes(), name
+    with open(tmp_path / f"out-{one}" / "totals.csv", newline="") as f:
+        totals = [float(r["autograded total"]) for r in csv.DictReader(f)]
+    assert totals == [[5, 3, 2, 0][i % 4] for i in range(COHORT)]
+
+
+# ---------------------------------------------------------------- a manually graded written answer
+
+WHY = "Why is a square never negative?\n\n### BEGIN SOLUTION\nA product of two numbers of one sign.\n### END SOLUTION"
+
+
+def test_written_answers_are_pending_with_the_instructor_and_carried_into_feedback(tmp_path):
+    nb = instructor_notebook()
+    nb.cells.insert(7, written_answer_cell("tiny-why", WHY, 2))       # in the Exercises section
+    nb.cells.insert(4, written_answer_cell("tiny-lecture-why", "Why?", 1))   # outside it: still collected
+    (tmp_path / "notebooks").mkdir()
+    source = tmp_path / "notebooks" / f"{NAME}.ipynb"
+    nbformat.write(nb, str(source))
+    report = grading.validate(source, cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT)
+    assert not report.problems and report.written == {"tiny-lecture-why": 1, "tiny-why": 2}
+    release = nbformat.reads(grading.prepare(source).files[f"student_version/{NAME}.ipynb"].decode(), as_version=4)
+    answer = "Because <b>x*x</b> = |x|^2 &\n</blockquote><script>alert(1)</script>"
+    _write(tmp_path / "subs" / "answered" / f"{NAME}.ipynb", edited(release, tiny_why=answer, tiny_norm=NORM))
+    _write(tmp_path / "subs" / "untouched" / f"{NAME}.ipynb", release)
+    grades = {g.student: g for g in grading.grade(tmp_path / "subs", tmp_path / "notebooks", tmp_path / "out",
+                                                  cell_timeout=CELL_TIMEOUT, log=lambda *a: None)}
+    answered = grades["answered"]
+    assert (answered.points, answered.max_points, answered.pending, answered.manual_max) == (3, 5, 3, 3)
+    written = {c.exercise: c for c in answered.cells if c.manual}
+    assert written["tiny-why"].points is None and written["tiny-why"].answer == answer.strip()
+    assert written["tiny-lecture-why"].message == "no answer written"
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
+    assert rows[("answered", "tiny-why")] == {"student": "answered", "notebook": NAME, "exercise": "tiny-why",
+                                              "points": "", "max_points": "2", "graded_by": "instructor"}
+    assert rows[("answered", "tiny-norm-tests")]["graded_by"] == "autograder"
+    with open(tmp_path / "out" / "totals.csv", newline="") as f:
+        totals = {r["student"]: r for r in csv.DictReader(f)}
+    assert totals["answered"] == {"student": "answered", f"{NAME} autograded": "3", f"{NAME} autograded max": "5",
+                                  f"{NAME} pending": "3", "autograded total": "3", "autograded max": "5",
+                                  "pending (graded by the instructor)": "3", "max": "8"}
+    text = (tmp_path / "out" / "feedback" / "answered.md").read_text()
+    assert f"## {NAME}: 3 / 5 points autograded, 3 more graded by your instructor" in text
+    assert "- tiny-why (2 points, graded by your instructor): your answer" in text
+    assert "  > Because <b>x*x</b> = |x|^2 &" in text and "FAILED" in text     # square is still unanswered
+    page = (tmp_path / "out" / "feedback" / "answered.html").read_text()
+    assert "<blockquote>Because &lt;b&gt;x*x&lt;/b&gt; = |x|^2 &amp;\n&lt;/blockquote&gt;&lt;script&gt;" in page
+    assert "<script>" not in page
+    assert grades["untouched"].points == 0 and grades["untouched"].pending == 3
+    assert "tiny-why (2 points, graded by your instructor): no answer written" in \
+        (tmp_path / "out" / "feedback" / "untouched.md").read_text()
 
 
 # ---------------------------------------------------------------- every notebook, both ways

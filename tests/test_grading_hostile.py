@@ -7,7 +7,7 @@ tests one way (calling the reference, patching comparisons, rigged objects, swal
 rewriting the test cells on the fly, changing the given inputs, ...); every ordinary one answers
 correctly but saves the notebook unusually. The reference-call of every real notebook is the one
 slow part (marked slow).
-Cost: the batch is ~30 kernels (about 2-3 minutes at --jobs 2 on a shared 2-core machine).
+Cost: the batch is ~30 kernels (about 2-3 minutes on a 2-worker Dask LocalCluster on a shared 2-core machine).
 """
 from __future__ import annotations
 

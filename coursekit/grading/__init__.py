@@ -9,8 +9,9 @@ One idea per module:
                   comparisons and given inputs put back, exact return types
 - autograde.py    grading one submission inside its course; the grades (NotebookGrade, CellGrade)
 - isolation.py    each submission in its own process, kernel and course, under time limits
+- cluster.py      many submissions at once on Dask distributed (a local cluster or a remote scheduler)
 - submissions.py  finding submissions: sub-folders, LMS downloads, zips; which homework a file is
-- report.py       grades.csv and feedback/<student>.md
+- report.py       grades.csv, totals.csv and feedback/<student>.md + .html
 - validation.py   validate(): every exercise proved both ways (solution passes, release fails)
 - batch.py        grade(): a folder of submissions -> grades.csv + one feedback file per student
 
@@ -24,12 +25,12 @@ from .isolation import grade_submission, grade_submissions
 from .notebooks import (MODES, HomeworkError, exercise_section, grade_id, graded_part, homework_notebooks,
                         instructor_notebooks, read_notebook, test_cells)
 from .release import RELEASE_MARKER, make_release
-from .report import feedback_text, write_reports
+from .report import feedback_html, feedback_text, write_reports
 from .submissions import Submission, find_submissions, match_homework, student_from_name
 from .validation import Validation, validate
 
 __all__ = ["CellGrade", "NotebookGrade", "grade", "Homework", "prepare", "grade_submission", "grade_submissions",
            "MODES", "HomeworkError", "exercise_section", "grade_id", "graded_part", "homework_notebooks",
            "instructor_notebooks", "read_notebook", "test_cells", "RELEASE_MARKER", "make_release",
-           "feedback_text", "write_reports", "Submission", "find_submissions", "match_homework",
+           "feedback_html", "feedback_text", "write_reports", "Submission", "find_submissions", "match_homework",
            "student_from_name", "Validation", "validate"]

@@ -21,9 +21,11 @@ from .notebooks import exercise_section, grade_id, graded_part, is_hidden
 @dataclass
 class CellGrade:
     exercise: str
-    points: float
+    points: float | None        # None: a written answer waiting for the instructor
     max_points: float
     message: str = ""           # empty when the test cell passed
+    manual: bool = False        # a manually graded answer (an instructor gives its points)
+    answer: str = ""            # a manually graded answer: the text the student wrote
 
 
 @dataclass
@@ -36,16 +38,29 @@ class NotebookGrade:
 
     @property
     def points(self) -> float:
-        return sum(c.points for c in self.cells)
+        """The autograded points."""
+        return sum(c.points for c in self.cells if not c.manual)
 
     @property
     def max_points(self) -> float:
-        return sum(c.max_points for c in self.cells)
+        """The most autograded points (manually graded answers are not in it)."""
+        return sum(c.max_points for c in self.cells if not c.manual)
+
+    @property
+    def pending(self) -> float:
+        """The points of the written answers an instructor has yet to grade."""
+        return sum(c.max_points for c in self.cells if c.manual and c.points is None)
+
+    @property
+    def manual_max(self) -> float:
+        return sum(c.max_points for c in self.cells if c.manual)
 
 
 def zero(hw: Homework, why: str) -> list[CellGrade]:
-    """Zero points in every test cell of `hw`, each with the reason `why`."""
-    return [CellGrade(gid, 0.0, pts, why) for gid, pts in hw.max_points.items()]
+    """Zero points in every graded cell of `hw` (written answers too: there is nothing to read),
+    each with the reason `why`."""
+    return ([CellGrade(gid, 0.0, pts, why) for gid, pts in hw.max_points.items()]
+            + [CellGrade(gid, 0.0, pts, why, manual=True) for gid, pts in hw.manual.items()])
 
 
 def grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cell_timeout: float) -> dict:
@@ -68,9 +83,17 @@ def grade_in_course(hw: Homework, submission: Path, course: Path, mode: str, cel
         result = nbgrader_api(course, cell_timeout).autograde(hw.name, STUDENT)
         if result["success"]:
             notes += [f"graded on the second try (the first failed: {failure})" for failure in causes]
-            return {**_scores(hw, course, nonce), "notes": notes}
+            return {**_scores(hw, course, nonce), "notes": notes, "answers": _answers(hw, nb, release)}
         causes.append(cause(f"{result.get('log')}\n{result.get('error')}"))
-    return {"error": f"nbgrader could not grade it: {causes[-1]}", "notes": notes}
+    return {"error": f"nbgrader could not grade it: {causes[-1]}", "notes": notes, "answers": _answers(hw, nb, release)}
+
+
+def _answers(hw: Homework, nb, release) -> dict:
+    """{grade_id: text} of the written (manually graded) answers the submission holds; "" where
+    the cell is still as released (the question and nbgrader's 'YOUR ANSWER HERE')."""
+    released = {grade_id(c): c.source.strip() for c in release.cells if grade_id(c) in hw.manual}
+    return {grade_id(c): "" if c.source.strip() == released.get(grade_id(c)) else c.source.strip()
+            for c in nb.cells if grade_id(c) in hw.manual and c.cell_type == "markdown"}
 
 
 def _changed_test_cells(hw: Homework, nb) -> list[str]:
@@ -140,6 +163,8 @@ def as_grade(hw: Homework, student: str, path, outcome: dict) -> NotebookGrade:
     grade = NotebookGrade(student, hw.name, Path(path).name, notes=list(outcome.get("notes", [])))
     if "error" in outcome:
         grade.cells = zero(hw, outcome["error"])
+        if "answers" in outcome:         # the notebook was read: its written answers still count
+            grade.cells = [c for c in grade.cells if not c.manual] + _written(hw, outcome["answers"])
         return grade
     errors = outcome["errors"]
     grade.notes += [f"your cell {gid} raised {_redact(hw, msg)}" for gid, msg in errors.items()
@@ -148,7 +173,17 @@ def as_grade(hw: Homework, student: str, path, outcome: dict) -> NotebookGrade:
         score = min(max(float(outcome["scores"].get(gid, 0.0)), 0.0), pts)   # untrusted: clamp
         message = (_redact(hw, errors.get(gid, "")) or "failed (no error message recorded)") if score < pts else ""
         grade.cells.append(CellGrade(gid, score, pts, message))
+    grade.cells += _written(hw, outcome.get("answers", {}))
     return grade
+
+
+def _written(hw: Homework, answers: dict) -> list[CellGrade]:
+    """The manually graded answers, pending: points None, the student's text carried along."""
+    cells = []
+    for gid, pts in hw.manual.items():
+        text = str(answers.get(gid, ""))
+        cells.append(CellGrade(gid, None, pts, "" if text else "no answer written", manual=True, answer=text))
+    return cells
 
 
 def _redact(hw: Homework, text: str) -> str:

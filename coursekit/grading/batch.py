@@ -17,12 +17,15 @@ from .submissions import find_submissions, pick_files
 
 def grade(submissions_dir, notebooks_dir="notebooks", out_dir="grades", mode: str = "exercises",
           cell_timeout: float = 60, notebook_timeout: float = 300, only=None, parallel: int = 1,
-          log=print) -> list[NotebookGrade]:
-    """Autograde a folder of submissions against the instructor notebooks; write grades.csv and
-    feedback/<student>.md under out_dir. Notebooks graded: those named in `only`, else every
-    homework that at least one student submitted (a student without it gets 0, 'not submitted').
-    parallel > 1 grades that many at once (then running submissions could see each other's
-    throw-away folders: keep 1 for untrusted code on a shared machine)."""
+          log=print, scheduler: str | None = None) -> list[NotebookGrade]:
+    """Autograde a folder of submissions against the instructor notebooks; write grades.csv,
+    totals.csv and feedback/<student>.md + .html under out_dir (report.py). Notebooks graded: those
+    named in `only`, else every homework that at least one student submitted (a student without
+    it gets 0, 'not submitted'). parallel > 1 grades that many at once on a Dask LocalCluster;
+    scheduler="tcp://host:8786" grades on an existing Dask scheduler's workers (cluster.py). Either
+    way each submission has its own process and folder, but submissions running at once on one
+    machine run as one user and could see each other's throw-away folders: keep 1 for untrusted
+    code on a shared machine, or use a container per worker."""
     sources = _graded_sources(notebooks_dir, only)
     ids = {name: {grade_id(c) for c in read_notebook(p).cells} - {None} for name, p in sources.items()}
     with tempfile.TemporaryDirectory(prefix="coursekit-submissions-") as tmp:
@@ -38,7 +41,7 @@ def grade(submissions_dir, notebooks_dir="notebooks", out_dir="grades", mode: st
         students = sorted({s.student for s in found})
         jobs = [(homeworks[n], st, chosen[(st, n)]) for st in students for n in names if (st, n) in chosen]
         graded = {(g.student, g.notebook): g for g in
-                  grade_submissions(jobs, mode, cell_timeout, notebook_timeout, parallel, log)}
+                  grade_submissions(jobs, mode, cell_timeout, notebook_timeout, parallel, log, scheduler)}
     grades = []
     for student in students:
         for name in names:
@@ -55,7 +58,7 @@ def _check_reference(hw: Homework, source: Path, mode: str, log) -> None:
     log(f"grading the instructor solution of {hw.name} first (warms the caches)")
     reference = grade_submissions([(hw, "instructor", source)], mode, cell_timeout=1800, notebook_timeout=3600)[0]
     if reference.points < reference.max_points:
-        failed = "; ".join(f"{c.exercise}: {c.message}" for c in reference.cells if c.message)
+        failed = "; ".join(f"{c.exercise}: {c.message}" for c in reference.cells if c.message and not c.manual)
         raise HomeworkError(f"the instructor solution of {hw.name} scores {reference.points:g}/"
                             f"{reference.max_points:g} under the autograder ({failed}); fix the notebook first")
 

@@ -16,11 +16,21 @@ from pathlib import Path
 
 from .guard import build_spec, spec_cell
 from .normalize import given_cells
-from .notebooks import HomeworkError, grade_id, graded_part, hidden_lines, read_notebook, test_cells
+from .notebooks import HomeworkError, grade_id, graded_part, hidden_lines, manual_cells, read_notebook, test_cells
 
 STUDENT = "student"          # the one nbgrader student id inside a throw-away course
 RELEASED = "student_version"   # where prepare() keeps the student version inside a course
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def nbgrader_settings(cell_timeout: float = 60) -> dict:
+    """{"Section.option": value}: the nbgrader settings coursekit releases and grades with, and
+    that the nbgrader_config.py template (config_template) gives a JupyterHub course."""
+    return {"ClearSolutions.code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"},
+            "ClearSolutions.text_stub": "YOUR ANSWER HERE",     # a written answer's placeholder
+            "OverwriteCells.add_missing_cells": True,           # deleted test cells come back
+            "Execute.timeout": int(cell_timeout),
+            "Execute.interrupt_on_timeout": True}
 
 
 def nbgrader_api(course: Path, cell_timeout: float = 60):
@@ -31,11 +41,36 @@ def nbgrader_api(course: Path, cell_timeout: float = 60):
     config.CourseDirectory.root = str(course)
     config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
     config.Exchange.root = str(course / "exchange")    # unused; keeps nbgrader off /usr/local/share
-    config.Execute.timeout = int(cell_timeout)
-    config.Execute.interrupt_on_timeout = True
-    config.OverwriteCells.add_missing_cells = True     # deleted test cells come back
-    config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    for key, value in nbgrader_settings(cell_timeout).items():
+        section, option = key.split(".")
+        config[section][option] = value
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def config_template(cell_timeout: float = 1200) -> str:
+    """An nbgrader_config.py for a JupyterHub course whose formgrader collects the submissions:
+    one nbgrader assignment per notebook, released and graded with coursekit's own settings. The
+    per-cell limit is `make course`'s: nbgrader's autograde runs whole notebooks."""
+    lines = [
+        "# nbgrader_config.py for a JupyterHub course of coursekit's notebooks",
+        "# (made by `python -m coursekit grade --config-template`). Put it in the course directory, which holds",
+        "#   source/<NN_name>/<NN_name>.ipynb   one assignment per notebook, a copy of notebooks/<NN_name>.ipynb:",
+        "#       for f in notebooks/[0-9][0-9]_*.ipynb; do n=$(basename $f .ipynb); mkdir -p source/$n; cp $f source/$n/; done",
+        "#   release/<NN_name>/<NN_name>.ipynb  made by `nbgrader generate_assignment <NN_name>`: the same notebook as",
+        "#       coursekit's release/<NN_name>.ipynb (`make student`), since both use the settings below",
+        "#   submitted/, autograded/, feedback/ nbgrader's own",
+        "# nbgrader's autograde runs the whole notebook, without coursekit's guard (references blocked,",
+        "# comparisons put back) or its normalizing of submissions: for those, download the submissions",
+        "# and run `python -m coursekit grade submitted/` (a folder per student, as nbgrader keeps it).",
+        "c = get_config()  # noqa: F821 (nbgrader's config loader provides it)",
+        "",
+        'c.CourseDirectory.course_id = "deep-learning"        # edit: your course id on the hub',
+        'c.Exchange.root = "/srv/nbgrader/exchange"           # edit: a folder every hub user can write to',
+        "",
+        "# coursekit's settings (coursekit/grading/course.py, nbgrader_settings)",
+    ]
+    lines += [f"c.{key} = {value!r}" for key, value in nbgrader_settings(cell_timeout).items()]
+    return "\n".join(lines) + "\n"
 
 
 def generate(course: Path, assignment: str, notebooks: dict) -> Path:
@@ -93,6 +128,7 @@ class Homework:
     files: dict                 # course-relative path -> bytes (gradebook, source, student version)
     guard: dict                 # the kernel guard's spec (guard.build_spec): references, trusted cells
     given: dict                 # cell id -> source of the given cells (normalize.given_cells)
+    manual: dict                # manually graded answer grade_id -> points (an instructor grades them)
 
 
 def prepare(path, mode: str = "exercises") -> Homework:
@@ -109,9 +145,14 @@ def prepare(path, mode: str = "exercises") -> Homework:
         files = {str(p.relative_to(course)): p.read_bytes() for p in
                  [course / "gradebook.db", course / "source" / name / f"{name}.ipynb", course / RELEASED / f"{name}.ipynb"]}
     cells = test_cells(nb)
-    return Homework(name, {grade_id(c): float(c.metadata["nbgrader"].get("points", 0)) for c in cells},
+    return Homework(name, {grade_id(c): _points(c) for c in cells},
                     _secret_lines(cells),
-                    _locked_checksums([nb, release]), files, build_spec(nb), given_cells(nb))
+                    _locked_checksums([nb, release]), files, build_spec(nb), given_cells(nb),
+                    {grade_id(c): _points(c) for c in manual_cells(nb)})
+
+
+def _points(cell) -> float:
+    return float(cell.metadata["nbgrader"].get("points", 0))
 
 
 def _secret_lines(cells) -> frozenset:

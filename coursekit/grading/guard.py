@@ -103,7 +103,9 @@ class Guard:
             return
         self._restore()
         if self.nonce:                  # the grader's proof that this test ran guarded
-            print(f"{GUARD_MARK} {self.nonce}", flush=True)
+            # one write: print's separate write of the newline can be flushed on its own (ipykernel's
+            # timed flush under load), which split the mark across two outputs
+            print(f"{GUARD_MARK} {self.nonce}\n", end="", flush=True)
         for name in [n for n in self.ns if n in vars(builtins) and not n.startswith("_")]:
             self.stashed[name] = self.ns.pop(name)      # a student's `abs = ...` must not answer for builtins
         changed = [name for name, item in self.given.items() if not item.intact() and not item.put_back()]

@@ -1,20 +1,20 @@
 """Each submission graded in its OWN process, kernel and throw-away course, under a per-cell and a
-per-notebook time limit; grade_submissions() runs them `parallel` at a time.
+per-notebook time limit (grade_one); grade_submissions() runs a list of them one after another
+from this process, or on Dask distributed (cluster.py), where each Dask task calls grade_one.
 
-The course is rebuilt for every submission from bytes the parent holds in memory (course.Homework),
-results travel back through a one-way pipe, and everything the student's kernel spawned is killed
-before the result counts, so a submission can neither see another student's files nor change
-another student's grade. Not a security sandbox: student code runs as your user. Use a container
-for hostile cohorts.
+The course is rebuilt for every submission from bytes held in memory (course.Homework), and so is
+the submission; results travel back through a one-way pipe, and everything the student's kernel
+spawned is killed before the result counts, so a submission can neither see another student's
+files nor change another student's grade. The grading process is forked from a fork server (one
+per calling process, single-threaded, coursekit preloaded), never from a threaded Dask worker.
+Not a security sandbox: student code runs as your user. Use a container for hostile cohorts.
 """
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.connection
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from .autograde import NotebookGrade, as_grade, grade_in_course
@@ -28,69 +28,74 @@ def grade_submission(hw: Homework, student: str, submission, mode: str = "exerci
 
 
 def grade_submissions(jobs, mode: str = "exercises", cell_timeout: float = 60, notebook_timeout: float = 300,
-                      parallel: int = 1, log=None) -> list[NotebookGrade]:
-    """Autograde (homework, student, file) triples, `parallel` at a time, each in its own process
-    and throw-away course; the grades come back in the order of `jobs`."""
-    outcomes, running, pending = [None] * len(jobs), {}, list(range(len(jobs)))
-    while pending or running:
-        while pending and len(running) < max(1, parallel):
-            index = pending.pop(0)
-            hw, student, path = jobs[index]
+                      parallel: int = 1, log=None, scheduler: str | None = None) -> list[NotebookGrade]:
+    """Autograde (homework, student, file) triples, each in its own process and throw-away course;
+    the grades come back in the order of `jobs`. parallel=1 and no scheduler: one after another
+    from this process. parallel > 1: on a Dask LocalCluster of that many worker processes (one
+    thread each); scheduler="tcp://host:8786": on that Dask scheduler's workers (cluster.py)."""
+    if jobs and (parallel > 1 or scheduler):
+        from .cluster import grade_on_dask
+        outcomes = grade_on_dask(jobs, mode, cell_timeout, notebook_timeout, parallel, scheduler, log)
+    else:
+        outcomes = []
+        for hw, student, path in jobs:
             if log:
                 log(f"grading {student} / {hw.name} ({Path(path).name})")
-            running[index] = _Grading(hw, path, mode, cell_timeout)
-        multiprocessing.connection.wait([g.pipe for g in running.values()], timeout=0.5)
-        for index, grading in list(running.items()):
-            outcome = grading.outcome(notebook_timeout)
-            if outcome is not None:
-                outcomes[index] = outcome
-                del running[index]
+            outcomes.append(grade_one(hw, Path(path).read_bytes(), Path(path).name, mode, cell_timeout, notebook_timeout))
     return [as_grade(hw, student, path, outcome) for (hw, student, path), outcome in zip(jobs, outcomes)]
 
 
-class _Grading:
-    """One grading process in flight: its own throw-away course, its own kernel, a one-way pipe
-    for the result (the kernel does not inherit it)."""
-
-    def __init__(self, hw: Homework, submission, mode: str, cell_timeout: float):
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        self.tmp = tempfile.TemporaryDirectory(prefix="coursekit-grade-")
-        self.pipe, send = context.Pipe(duplex=False)
-        self.process = context.Process(target=_grading_process, args=(
-            send, hw, str(Path(submission).resolve()), str(Path(self.tmp.name) / "course"), mode, cell_timeout))
-        self.process.start()
+def grade_one(hw: Homework, submission: bytes, filename: str, mode: str, cell_timeout: float,
+              notebook_timeout: float) -> dict:
+    """One submission (the file's bytes) in its own process, kernel and throw-away folder, under
+    the time limits: grade_in_course's outcome, or {error} when the process died or ran out of
+    time. Runs in the grading command's process or in a Dask worker."""
+    context = multiprocessing.get_context(_START_METHOD)
+    with tempfile.TemporaryDirectory(prefix="coursekit-grade-") as tmp:
+        path = Path(tmp) / "submission" / Path(filename).name
+        path.parent.mkdir()
+        path.write_bytes(submission)
+        pipe, send = context.Pipe(duplex=False)
+        process = context.Process(target=_grading_process, args=(
+            send, hw, str(path), str(Path(tmp) / "course"), mode, cell_timeout, dict(os.environ)))
+        process.start()
         send.close()
-        self.started = time.monotonic()
-
-    def outcome(self, notebook_timeout: float) -> dict | None:
-        """The result once there is one (or the process died, or ran out of time), else None."""
-        timed_out = time.monotonic() - self.started >= notebook_timeout
-        result = None
-        if self.pipe.poll():
-            try:
-                result = self.pipe.recv()
-            except EOFError:
-                result = {"error": "the grading process died"}
-        elif timed_out:
-            result = {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"}
-        elif not self.process.is_alive() and not self.pipe.poll(0.5):
-            result = {"error": "the grading process died"}
-        if result is not None:
-            self.stop()
-        return result if result is None or isinstance(result, dict) else {"error": "grading returned nonsense"}
-
-    def stop(self) -> None:
-        _kill_descendants(self.process.pid)
-        self.process.kill()
-        self.process.join()
-        self.pipe.close()
-        self.tmp.cleanup()
+        try:
+            return _outcome(pipe, notebook_timeout)
+        finally:
+            _kill_descendants(process.pid)
+            process.kill()
+            process.join()
+            pipe.close()
 
 
-def _grading_process(conn, hw, submission, course, mode, cell_timeout):
-    """Entry point of the child process. It adopts orphans (subreaper) so that anything the
-    student's kernel spawns can be killed before the parent writes any result."""
+# a fork server: a fresh single-threaded process that forks each grading process with coursekit and
+# nbgrader already imported (seconds per submission otherwise; fork itself is unsafe from a threaded
+# process such as a Dask worker). Started once per calling process, on first use.
+_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_PRELOAD = ["coursekit.grading.autograde", "nbformat", "nbgrader.apps", "nbgrader.api", "nbgrader.utils",
+            "nbgrader.coursedir", "psutil"]
+if _START_METHOD == "forkserver":
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
+
+
+def _outcome(pipe, notebook_timeout: float) -> dict:
+    """The result once there is one, or {error} if the process died or ran out of time."""
+    if not pipe.poll(notebook_timeout):
+        return {"error": f"stopped after {notebook_timeout:g} s (the time limit per notebook)"}
+    try:
+        result = pipe.recv()
+    except EOFError:
+        return {"error": "the grading process died"}
+    return result if isinstance(result, dict) else {"error": "grading returned nonsense"}
+
+
+def _grading_process(conn, hw, submission, course, mode, cell_timeout, environment):
+    """Entry point of the child process. It takes the caller's environment (the fork server's is
+    the one it started with), and adopts orphans (subreaper) so that anything the student's kernel
+    spawns can be killed before the parent writes any result."""
+    os.environ.clear()
+    os.environ.update(environment)
     _become_subreaper()
     _silence()
     try:

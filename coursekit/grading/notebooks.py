@@ -50,6 +50,13 @@ def test_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and utils.is_grade(c)]
 
 
+def manual_cells(nb) -> list:
+    """The manually graded answers: markdown cells nbgrader marks `solution` and `grade` (with
+    points and no test). The student writes prose in them; an instructor gives the points."""
+    from nbgrader import utils
+    return [c for c in nb.cells if c.cell_type == "markdown" and utils.is_grade(c) and utils.is_solution(c)]
+
+
 def hidden_lines(source: str) -> dict[int, str]:
     """{line number (1-based): line} of the lines of a test cell between BEGIN and END HIDDEN TESTS
     (the marker lines themselves excluded)."""
@@ -81,7 +88,8 @@ def exercise_section(nb) -> tuple[int, int] | None:
 
 def graded_part(nb, mode: str = "exercises"):
     """The cells grading runs: mode 'exercises' keeps the FIRST code cell (imports, setup) plus the
-    '## Exercises' section, the convention that makes every exercise runnable on its own; mode
+    '## Exercises' section, the convention that makes every exercise runnable on its own, and any
+    manually graded answer outside it (it runs nothing, and the instructor must see it); mode
     'full' keeps everything. Without an Exercises heading the whole notebook is kept."""
     if mode not in MODES:
         raise HomeworkError(f"mode={mode!r}: use one of {MODES}")
@@ -91,6 +99,8 @@ def graded_part(nb, mode: str = "exercises"):
     first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
     keep = ([first_code] if first_code is not None and first_code < section[0] else [])
     keep += list(range(*section))
+    written = {id(c) for c in manual_cells(nb)}
+    keep = sorted(set(keep) | {i for i, c in enumerate(nb.cells) if id(c) in written})
     trimmed = dict(nb)
     trimmed["cells"] = [nb.cells[i] for i in keep]
     import nbformat
