@@ -362,3 +362,15 @@ def test_in_place_edits_of_coursekit_constants_are_put_back():
         assert module._memo == {"k": 1}
     finally:
         del sys.modules[module.__name__]
+
+
+def test_library_equivalents_of_a_reference_are_blocked_with_it():
+    """01's LRN exercise tests against coursekit.models.LocalResponseNorm: torch's own LRN (alpha scaled
+    by n) computes the same, so it is blocked with it. (A 01 submission answering with
+    F.local_response_norm scored 2/2 before, 0/2 with this.)"""
+    from coursekit.grading.guard import LIBRARY_EQUIVALENTS, build_spec
+    spec = build_spec(nbformat.read(ROOT / "notebooks" / "01_alexnet.ipynb", as_version=4))
+    for name in LIBRARY_EQUIVALENTS["coursekit.models.LocalResponseNorm"]:
+        assert spec["references"].get(name) == spec["references"]["coursekit.models.LocalResponseNorm"]
+    assert "torch.nn.LocalResponseNorm" not in build_spec(
+        nbformat.read(ROOT / "notebooks" / "03_filters_activations.ipynb", as_version=4))["references"]

@@ -202,6 +202,7 @@ class Guard:
             def guarded_init(self, *args, **kwargs):
                 refuse()
                 return init(self, *args, **kwargs)
+            del guarded_init.__wrapped__                     # inspect.unwrap must not hand back the original
             original.__init__ = guarded_init
             return
 
@@ -210,6 +211,9 @@ class Guard:
             refuse()
             return original(*args, **kwargs)
         guarded._coursekit_reference = True
+        del guarded.__wrapped__
+        if not (isinstance(owner, types.ModuleType) and owner.__name__.split(".")[0] == "coursekit"):
+            setattr(owner, attr, guarded)                   # a library equivalent (LIBRARY_EQUIVALENTS)
         for helper in _private_helpers(owner, original):    # e.g. patches._strongest behind strongest_per_channel
             self._block(f"{dotted.rpartition('.')[0]}.{helper}", exercise)
         for module in [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "coursekit" and m]:
@@ -533,6 +537,22 @@ _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _EXERCISE = re.compile(r"^#+\s*(Exercise\s+\d+\w*)", re.IGNORECASE | re.MULTILINE)
 
 
+# Library functions that compute what an exercise asks the student to write: blocked with the coursekit
+# reference they equal (tests/test_crosscheck.py checks that they do), so `nn.LocalResponseNorm` cannot
+# answer 01's LRN exercise nor torchattacks 08's PGD loop. One absent from the grading environment
+# (captum, torchattacks: test extras) is skipped.
+LIBRARY_EQUIVALENTS = {
+    "coursekit.models.LocalResponseNorm": ["torch.nn.LocalResponseNorm", "torch.nn.functional.local_response_norm"],
+    "coursekit.transforms.gaussian_blur": ["torchvision.transforms.functional.gaussian_blur",
+                                           "torchvision.transforms.GaussianBlur"],
+    "coursekit.attribution.saliency": ["captum.attr.Saliency"],
+    "coursekit.attribution.occlusion": ["captum.attr.Occlusion"],
+    "coursekit.hooks.relu_rule": ["captum.attr.Deconvolution", "captum.attr.GuidedBackprop"],
+    "coursekit.attacks.fgsm": ["torchattacks.FGSM"],
+    "coursekit.attacks.pgd": ["torchattacks.PGD"],
+}
+
+
 def build_spec(nb) -> dict:
     """The guard's spec for the graded part `nb` of an instructor notebook: which cells are the
     instructor's (trusted), which are test cells, which names the solution cells define, and the
@@ -553,6 +573,8 @@ def build_spec(nb) -> dict:
             for name in _coursekit_calls(hidden, {**aliases, **_coursekit_aliases(hidden.splitlines())}):
                 if name not in used_by_solution:
                     references.setdefault(name, label)
+                    for equivalent in LIBRARY_EQUIVALENTS.get(name, []):
+                        references.setdefault(equivalent, label)
     return {"references": references,
             "trusted": sorted({digest(c.source) for c in code if not utils.is_solution(c)}),
             "tests": sorted({digest(c.source) for c in code if utils.is_grade(c)}),
