@@ -135,9 +135,10 @@ def site_notebook(executed: Path, release: Path):
                    for c in nbformat.read(release / name, as_version=4).cells if "nbgrader" in c.metadata}
     for cell in nb.cells:
         grading = cell.metadata.get("nbgrader")
+        if grading and (grading.get("solution") or grading.get("grade")):   # code, and written answers
+            missing = "(the exercise: see the student notebook)"
+            cell.source = student.get(grading.get("grade_id"), f"# {missing}" if cell.cell_type == "code" else missing)
         if grading and cell.cell_type == "code":
-            if grading.get("solution") or grading.get("grade"):
-                cell.source = student.get(grading.get("grade_id"), "# (the exercise: see the student notebook)")
             cell.outputs, cell.execution_count = [], None
     return nb
 
