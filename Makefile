@@ -44,7 +44,10 @@ instructor: $(VENV)/.installed
 # unit tests, every notebook under nbval, the null runs (their report joins nbval's results), then
 # the notebooks in a real browser (the nbval pass has cached the trained backbone by then). Two workers on two cores: one thread per
 # notebook kernel, as tests/conftest.py gives each unit-test worker (more threads only fight)
+# warm first: the networks the notebooks share are trained once with both cores, instead of by one
+# pytest worker while the other waits on the cache lock
 test: $(VENV)/.installed
+	$(PY) -m coursekit warm
 	$(PY) -m pytest -n 2 tests --ignore=tests/browser --ignore=tests/paperchecks
 	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope notebooks/
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not costly" tests/paperchecks

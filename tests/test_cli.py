@@ -197,3 +197,29 @@ def test_workspace_copies_new_notebooks_and_never_overwrites_a_students_copy(tmp
 def test_workspace_without_student_notebooks_says_how_to_get_them(tmp_path, capsys):
     code, _, err = run(capsys, "workspace", "--release", str(tmp_path / "missing"), "--into", str(tmp_path / "mine"))
     assert code == 2 and "make student" in err
+
+
+# ---------------------------------------------------------------- warm
+
+def test_warm_builds_the_shared_networks_once_and_says_so(capsys, monkeypatch, isolated_cache):
+    """warm asks for exactly what the notebooks share: the cifar10 backbone and the source network of
+    02 and 09-11 (the random split's task A), in the current mode (the training itself is backbones'
+    own, tested there)."""
+    import types
+
+    from coursekit import backbones
+    asked = []
+    monkeypatch.setattr(backbones, "backbone", lambda name=None, cfg=None, progress=True: (
+        asked.append(("backbone", name)), types.SimpleNamespace(reason="stub"))[1])
+    monkeypatch.setattr(backbones, "trained_on_classes", lambda recipe, cfg=None, progress=True: (
+        asked.append(("source", tuple(recipe["classes"]))), (None, {"test_top1": 0.5}))[1])
+    code, out, _ = run(capsys, "warm")
+    assert code == 0 and "cifar10 backbone: ready" in out and "source network on" in out
+    assert asked == [("backbone", "cifar10"), ("source", tuple(data.cifar_splits()["random"].a))]
+
+
+def test_warm_without_data_fails_and_names_the_fix(capsys, tmp_path, monkeypatch, isolated_cache):
+    monkeypatch.setenv("COURSEKIT_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    code, _, err = run(capsys, "warm")
+    assert code == 1 and "warm:" in err and "COURSEKIT_DATA" in err
