@@ -27,7 +27,7 @@ def _command(commands, name: str, summary: str, details: str = ""):
                                formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-# ---------------------------------------------------------------- setup: doctor, prefetch, clean-cache
+# ---------------------------------------------------------------- setup: doctor, prefetch, warm, clean-cache
 
 def _add_doctor(commands) -> None:
     cmd = _command(commands, "doctor", "show how the course will run here: device, data, cache, weights",
