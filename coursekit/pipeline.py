@@ -59,6 +59,8 @@ def linear_classifier(train_x: np.ndarray, train_y, alphas=ALPHAS):
     from sklearn.linear_model import RidgeClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    # an array, not the caller's tuple: scikit-learn writes into a one-element alphas (a tuple raises)
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
     classifier = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=alphas))
     return classifier.fit(np.asarray(train_x), np.asarray(train_y))
 

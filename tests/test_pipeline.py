@@ -29,3 +29,14 @@ def test_linear_classifier_separates_separable_data_and_not_noise():
     assert pipeline.linear_accuracy(separable[:100], labels[:100], separable[100:], labels[100:]) > 0.95
     noise = rng.normal(size=(200, 5))
     assert pipeline.linear_accuracy(noise[:100], labels[:100], noise[100:], labels[100:]) < 0.75
+
+
+def test_linear_classifier_takes_alphas_of_any_sequence_type():
+    # scikit-learn writes into a one-element alphas; a caller's tuple of one used to raise TypeError
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), np.arange(40) % 2
+    for alphas in [(10.0,), [10.0], 10.0, np.array([10.0])]:
+        assert pipeline.linear_classifier(x, y, alphas=alphas)[-1].alpha_ == 10.0
+    alphas = (1.0, 10.0)
+    pipeline.linear_classifier(x, y, alphas=alphas)
+    assert alphas == (1.0, 10.0)
