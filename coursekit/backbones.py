@@ -155,10 +155,11 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
+# sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
-                  "class_model_starts": {"quick": 3, "full": 3}}
+                  "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}}
+                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 4, "full": 16}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
