@@ -155,14 +155,15 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
-# sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks).
+# sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
+# 50 s per cascade of 3 images on a random AlexNet at 224 px, on a busy CPU).
 # mining_size / mining_photos: 04's top-9 mined on the ImageNet sample photos at a side where conv5's
-# receptive field (43 px on MiniAlexNet, 195 px on AlexNet) covers a part of the photo, not all of it
+# receptive field (43 px on MiniAlexNet, 163 px on AlexNet) covers a part of the photo, not all of it
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 4, "full": 16},
+                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry

@@ -54,8 +54,11 @@ class TopActivations:
         for index, (row, col) in zip(self.images[layer][unit].tolist(), self.positions[layer][unit].tolist()):
             x = _data.to_float(images[[index]].to(device))
             signal = attribution.attribute(model, x, method, layer=layer, unit=unit, position=(row, col))[0]
-            # cropped first, so the picture's contrast is the patch's own (zero signal outside the image)
-            crops.append(attribution.as_image(receptive.crop(signal.cpu(), rf.box(row, col), fill=0.0)))
+            # cropped first, so the picture's contrast is the patch's own (zero signal outside the image),
+            # and the top 1% of |signal| clipped, so a few extreme pixels do not leave the rest grey
+            crop = receptive.crop(signal.cpu(), rf.box(row, col), fill=0.0)
+            limit = crop.abs().flatten().quantile(0.99)
+            crops.append(attribution.as_image(crop.clamp(-limit, limit)))
         return torch.stack(crops)
 
 
@@ -123,8 +126,8 @@ def figure2(top: TopActivations, model: nn.Module, images: torch.Tensor, layer: 
     units = list(units)
     k = top.values[layer].shape[1]
     side = int(-(-k ** 0.5 // 1))                                    # 3 for the top-9
-    fig, axes = plt.subplots(side * len(units), 2 * side, figsize=(size * 2 * side, size * side * len(units) + 0.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(side * len(units), 2 * side, figsize=(size * 2 * side, (size + 0.1) * side * len(units) + 0.5),
+                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
     for u, unit in enumerate(units):
         pairs = zip(top.projections(model, images, layer, unit, method), top.patches(images, layer, unit))
         for i, (projection, patch) in enumerate(pairs):
@@ -137,7 +140,6 @@ def figure2(top: TopActivations, model: nn.Module, images: torch.Tensor, layer: 
         ax.set_xticks([]); ax.set_yticks([])
     rf = top.fields[layer]
     fig.suptitle(f"{layer}: top-{k} per unit ({rf.size:g}px receptive field)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
