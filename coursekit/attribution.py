@@ -11,11 +11,13 @@ sends back (hooks.relu_rule):
 The score S is a class's logit (target=class index, default the predicted class), or one unit of
 any named layer (layer="conv5", unit=channel; on a conv layer the channel's strongest position,
 as Zeiler & Fergus do, or position=(row, col)). Occlusion sensitivity needs no gradients at all:
-slide a grey square over the image and watch the class probability.
+slide a grey square over the image and watch the class probability. `cascading_randomization` is
+Adebayo et al.'s sanity check of the first four: do their maps change when the model does?
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -113,6 +115,61 @@ def share_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must have the same (N, H, W) shape")
     inside = (maps * masks).flatten(1).sum(1)
     return inside / maps.flatten(1).sum(1).clamp_min(1e-12)
+
+
+# ---------------------------------------------------------------- sanity check (Adebayo et al. 2018)
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,): Spearman's rank correlation between each pair of maps a[i], b[i] (any shape (N, ...),
+    flattened per map): Pearson's correlation of the values' ranks, 1 when the two maps order their
+    pixels alike, about 0 when unrelated. Ties are ranked in order of position (maps of floats
+    rarely tie). ValueError for mismatched shapes."""
+    if a.shape != b.shape:
+        raise ValueError(f"maps {tuple(a.shape)} and {tuple(b.shape)} must have the same shape")
+    ra, rb = (m.flatten(1).argsort(1).argsort(1).double() for m in (a, b))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)).float()
+
+
+@dataclass
+class Cascade:
+    """What cascading_randomization found, for `layers` randomized top first and `methods`."""
+    layers: list
+    methods: list
+    correlation: torch.Tensor  # (len(layers), len(methods), N): row k after layers[:k + 1] are randomized
+    maps: torch.Tensor         # (len(layers) + 1, len(methods), N, H, W): row 0 the original model's
+
+    def mean(self, method: str) -> torch.Tensor:
+        """(len(layers),): the mean over images of `method`'s rank correlation after each step."""
+        return self.correlation[:, self.methods.index(method)].mean(1)
+
+
+def cascading_randomization(model: nn.Module, random_model: nn.Module, x: torch.Tensor, target,
+                            layers, methods=("gradient", "guided", "deconvnet")) -> Cascade:
+    """Adebayo et al. 2018's model-parameter randomization test, cascading from the top.
+
+    Copies `model`, then replaces the weights of `layers` one after another (the top first: e.g.
+    fc8, fc7, ..., conv1) by those of the same-named layer of `random_model` (the same architecture,
+    freshly initialized, e.g. Backbone.untrained()); after each replacement it recomputes every
+    method's map of `target`'s score for the images x (N, 3, H, W) and compares it with the
+    original model's map: Spearman's rank correlation of the saliency-style maps, max over colour
+    channels of |attribution| (H, W). A method whose maps depend on what the model learned falls
+    towards the level of unrelated maps; one that keeps its map while the model is destroyed fails
+    the paper's sanity check. `model` itself is left unchanged."""
+    layers, methods = list(layers), list(methods)
+    changed = copy.deepcopy(model)
+
+    def maps(m):  # (methods, N, H, W); saliency is already max |gradient|
+        found = [attribute(m, x, name, target=target).abs() for name in methods]
+        return torch.stack([a.amax(1) if a.dim() == 4 else a for a in found]).cpu()
+
+    every = [maps(model)]
+    for layer in layers:
+        hooks.get_layer(changed, layer).load_state_dict(hooks.get_layer(random_model, layer).state_dict())
+        every.append(maps(changed))
+    correlation = torch.stack([torch.stack([rank_correlation(o, r) for o, r in zip(every[0], step)])
+                               for step in every[1:]])
+    return Cascade(layers, methods, correlation, torch.stack(every))
 
 
 def as_image(attr: torch.Tensor) -> torch.Tensor:

@@ -155,10 +155,16 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
+# sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
+# 50 s per cascade of 3 images on a random AlexNet at 224 px, on a busy CPU).
+# mining_size / mining_photos: 04's top-9 mined on the ImageNet sample photos at a side where conv5's
+# receptive field (43 px on MiniAlexNet, 163 px on AlexNet) covers a part of the photo, not all of it
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
-                  "class_model_starts": {"quick": 3, "full": 3}}
+                  "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
+                  "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}}
+                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
+                   "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
@@ -189,11 +195,7 @@ def held_out_images(backbone: Backbone, n: int | None, seed: int = 0) -> _data.I
     (class-balanced) for cifar10, or the ImageNet sample photos at the backbone's input size."""
     if backbone.name == "cifar10":
         return _data.cifar10("test").subset(total=n, seed=seed)
-    samples = _data.imagenet_samples()
-    chosen = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    photos = torch.cat([_data.load_photo(samples[i][0], backbone.input_size) for i in chosen])
-    labels = torch.tensor([samples[i][1] for i in chosen])
-    return _data.ImageSet(photos.mul(255).round().to(torch.uint8), labels, list(backbone.classes))
+    return _data.imagenet_photos(n, backbone.input_size, seed, classes=list(backbone.classes))
 
 
 class Selection(NamedTuple):

@@ -450,6 +450,18 @@ def imagenet_samples(cfg=None) -> list[tuple[Path, int, str]]:
     return [(p, i, p.stem.split("_", 1)[1].replace("_", " ")) for i, p in enumerate(files)]
 
 
+def imagenet_photos(n: int | None, size: int, seed: int = 0, classes=None, cfg=None) -> ImageSet:
+    """n of the ImageNet sample photos (None: all), drawn in an order fixed by `seed`, at size x size
+    (load_photo's resize and centre crop) as a uint8 ImageSet labelled with their class indices;
+    `classes` names them (default: the sample files' own names, by index)."""
+    samples = imagenet_samples(cfg)
+    chosen = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    photos = torch.cat([load_photo(samples[i][0], size) for i in chosen])
+    labels = torch.tensor([samples[i][1] for i in chosen])
+    names = list(classes) if classes is not None else [name for _, _, name in samples]
+    return ImageSet(photos.mul(255).round().to(torch.uint8), labels, names)
+
+
 # ---------------------------------------------------------------- objects at a known place
 
 # The pasted object's side as a share of the image side: 20 px of 32, 140 px of 224. A centre crop

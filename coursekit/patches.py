@@ -40,6 +40,27 @@ class TopActivations:
             crops.append(receptive.crop(image, rf.box(row, col)))
         return torch.stack(crops)
 
+    def projections(self, model: nn.Module, images: torch.Tensor, layer: str, unit: int,
+                    method: str = "deconvnet") -> torch.Tensor:
+        """Beside each of `patches`: the unit's activation at that image and position projected
+        back to the pixels (Zeiler & Fergus's deconvnet, or another of attribution.METHODS), as a
+        picture (attribution.as_image: zero is grey), cropped to the same receptive field:
+        (k, 3, s, s), strongest first. `images` are the ones mined, at the size mined."""
+        from . import attribution
+        self.patches(images, layer, unit)  # the same errors for a layer not mined or a bad unit
+        device = next(model.parameters()).device
+        rf = self.fields[layer]
+        crops = []
+        for index, (row, col) in zip(self.images[layer][unit].tolist(), self.positions[layer][unit].tolist()):
+            x = _data.to_float(images[[index]].to(device))
+            signal = attribution.attribute(model, x, method, layer=layer, unit=unit, position=(row, col))[0]
+            # cropped first, so the picture's contrast is the patch's own (zero signal outside the image),
+            # and the top 1% of |signal| clipped, so a few extreme pixels do not leave the rest grey
+            crop = receptive.crop(signal.cpu(), rf.box(row, col), fill=0.0)
+            limit = crop.abs().flatten().quantile(0.99)
+            crops.append(attribution.as_image(crop.clamp(-limit, limit)))
+        return torch.stack(crops)
+
 
 def strongest_per_channel(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and channel: the maximum activation and its (row, col) position.
@@ -55,14 +76,17 @@ def strongest_per_channel(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 @torch.no_grad()
 def mine(model: nn.Module, images: torch.Tensor, layers: list[str], k: int = 9,
          batch_size: int = 250) -> TopActivations:
-    """One pass over `images` (N, 3, H, W), uint8 or [0, 1] floats: each channel's k best images."""
+    """One pass over `images` (N, 3, H, W), uint8 or [0, 1] floats: each channel's k best images.
+    The pass stops after the mined layers, so conv layers can be mined on images larger than the
+    network's input (the fully connected layers would refuse them): later layers' receptive
+    fields then cover parts of the image, not all of it."""
     if len(images) < k:
         raise ValueError(f"need at least k={k} images, got {len(images)}")
     device = next(model.parameters()).device
     best = {}
     for start in range(0, len(images), batch_size):
         x = _data.to_float(images[start:start + batch_size].to(device))
-        acts = hooks.activations(model, x, layers)
+        acts = hooks.run(model, x, layers, stop_early=True)[1]  # any size the mined layers take
         index = torch.arange(start, start + len(x), device=device)
         for layer in layers:
             values, pos = strongest_per_channel(acts[layer].float())                   # (B, C), (B, C, 2)
@@ -72,7 +96,7 @@ def mine(model: nn.Module, images: torch.Tensor, layers: list[str], k: int = 9,
             keep = candidates[0].topk(min(k, candidates[0].shape[1]), dim=1).indices
             best[layer] = (candidates[0].gather(1, keep), candidates[1].gather(1, keep),
                            candidates[2].gather(1, keep[..., None].expand(-1, -1, 2)))
-    fields = receptive.receptive_fields(model, images.shape[-1])
+    fields = receptive.receptive_fields(model, images.shape[-1], until=layers)
     return TopActivations({n: b[0].cpu() for n, b in best.items()}, {n: b[1].cpu() for n, b in best.items()},
                           {n: b[2].cpu() for n, b in best.items()}, {n: fields[n] for n in layers})
 
@@ -91,6 +115,31 @@ def patch_grid(top: TopActivations, images: torch.Tensor, layer: str, units, siz
     rf = top.fields[layer]
     fig.suptitle(f"{layer}: top-{k} patches ({rf.size:g}px receptive field)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def figure2(top: TopActivations, model: nn.Module, images: torch.Tensor, layer: str, units,
+            method: str = "deconvnet", size: float = 0.7):
+    """Zeiler & Fergus Figure 2 for `units` of `layer`: per unit (a block of rows), its top-9
+    activations projected back to the pixels (left, 3x3) beside the patches that produced them
+    (right, 3x3)."""
+    units = list(units)
+    k = top.values[layer].shape[1]
+    side = int(-(-k ** 0.5 // 1))                                    # 3 for the top-9
+    fig, axes = plt.subplots(side * len(units), 2 * side, figsize=(size * 2 * side, (size + 0.1) * side * len(units) + 0.5),
+                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
+    for u, unit in enumerate(units):
+        pairs = zip(top.projections(model, images, layer, unit, method), top.patches(images, layer, unit))
+        for i, (projection, patch) in enumerate(pairs):
+            row, col = side * u + i // side, i % side
+            axes[row, col].imshow(to_image(projection), interpolation="nearest")
+            axes[row, side + col].imshow(to_image(patch), interpolation="nearest")
+        axes[side * u, 0].set_title(f"unit {unit}: {method}", fontsize=9, loc="left")
+        axes[side * u, side].set_title("its patches", fontsize=9, loc="left")
+    for ax in axes.flat:
+        ax.set_xticks([]); ax.set_yticks([])
+    rf = top.fields[layer]
+    fig.suptitle(f"{layer}: top-{k} per unit ({rf.size:g}px receptive field)", fontsize=10)
     return fig
 
 

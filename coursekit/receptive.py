@@ -50,8 +50,10 @@ def _geometry(module: nn.Module):
     return None
 
 
-def _record_layers(model: nn.Module, input_size: int, device) -> list[tuple[str, nn.Module, tuple, tuple]]:
-    """(name, module, input shape, output shape) of every leaf module, in the order they run."""
+def _record_layers(model: nn.Module, input_size: int, device,
+                   until=None) -> list[tuple[str, nn.Module, tuple, tuple]]:
+    """(name, module, input shape, output shape) of every leaf module, in the order they run; with
+    `until` (layer names), only up to the last of them, so inputs the later layers refuse still work."""
     names = {module: name for name, module in model.named_modules()}
     leaves = [m for m in model.modules() if not list(m.children())]
     order = []
@@ -59,8 +61,12 @@ def _record_layers(model: nn.Module, input_size: int, device) -> list[tuple[str,
     def hook(module, inputs, output):
         order.append((names[module], module, tuple(inputs[0].shape), tuple(output.shape)))
 
+    x = torch.zeros(1, 3, input_size, input_size, device=device)
     with hooks.hooked([(module, hook) for module in leaves]), torch.no_grad():
-        model(torch.zeros(1, 3, input_size, input_size, device=device))
+        if until is None:
+            model(x)
+        else:  # registered after the recorder: the last layer asked for is recorded before the stop
+            hooks.run(model, x, until, stop_early=True)
     return order
 
 
@@ -82,14 +88,16 @@ def _step(rf: ReceptiveField, module, in_shape, out_shape, image: int, name: str
                           rf.start + ((k - 1) * d / 2 - p) * rf.stride, out_shape[-1])
 
 
-def receptive_fields(model: nn.Module, input_size: int) -> dict[str, ReceptiveField]:
+def receptive_fields(model: nn.Module, input_size: int, until=None) -> dict[str, ReceptiveField]:
     """Receptive field of every layer, keyed by alias (conv1 ...) where the model has aliases,
-    else by dotted module name, in forward order."""
+    else by dotted module name, in forward order; with `until` (a list of layer names) only the
+    layers up to the last of them run, so the conv layers can be measured at an input size the
+    fully connected layers do not take."""
     device = next(model.parameters()).device
     aliases = {target: alias for alias, target in getattr(model, "aliases", {}).items()}
     rf = ReceptiveField(1.0, 1.0, 0.0, input_size)
     fields = {}
-    for name, module, in_shape, out_shape in _record_layers(model, input_size, device):
+    for name, module, in_shape, out_shape in _record_layers(model, input_size, device, until):
         rf = _step(rf, module, in_shape, out_shape, input_size, name)
         if not aliases or name in aliases:
             fields[aliases.get(name, name)] = rf

@@ -229,3 +229,32 @@ def test_occlusion_panel_sweeps_and_rejects_out_of_range(tiny_backbone):
         attribution.occlusion_panel(model, x, 3, classes, size=55, stride=10)
     with pytest.raises(ValueError):
         attribution.occlusion_panel(model, x, 3, classes, size=25, stride=4)
+
+
+def test_rank_correlation_is_spearmans():
+    from scipy.stats import spearmanr
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 4, 5), torch.rand(3, 4, 5)
+    b[1] = a[1] * 2 + 1                       # same order: 1
+    b[2] = -a[2]                              # reversed: -1
+    got = attribution.rank_correlation(a, b)
+    expected = [spearmanr(a[i].flatten(), b[i].flatten()).statistic for i in range(3)]
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float32), atol=1e-5)
+    assert got[1] == pytest.approx(1.0) and got[2] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        attribution.rank_correlation(a, b[:2])
+
+
+def test_cascading_randomization_changes_the_gradient_not_an_unchanged_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    other = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.rand(5, 3, 6, 6)
+    before = [p.clone() for p in model.parameters()]
+    same = attribution.cascading_randomization(model, model, x, 0, ["3", "0"], ["gradient", "saliency"])
+    assert same.correlation.shape == (2, 2, 5) and same.maps.shape == (3, 2, 5, 6, 6)
+    assert torch.allclose(same.correlation, torch.ones(2, 2, 5)), "randomizing to itself changes nothing"
+    changed = attribution.cascading_randomization(model, other, x, 0, ["3", "0"], ["gradient"])
+    assert (changed.correlation[-1] < 0.9).all(), "a different network gives different gradient maps"
+    assert changed.mean("gradient").shape == (2,)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters())), "the model itself is left alone"

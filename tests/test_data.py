@@ -172,3 +172,12 @@ def test_pasted_objects_reject_a_bad_fraction_or_colour():
         data.pasted_objects(images, (0.5, 0.5, 0.5), fraction=1.5)
     with pytest.raises(ValueError, match="RGB"):
         data.pasted_objects(images, (128, 128, 128))
+
+
+def test_imagenet_photos_at_any_size_in_a_seeded_order():
+    photos = data.imagenet_photos(3, 48, seed=1)
+    assert photos.images.shape == (3, 3, 48, 48) and photos.images.dtype == torch.uint8
+    again = data.imagenet_photos(3, 96, seed=1)
+    assert torch.equal(photos.labels, again.labels), "the seed fixes which photos, whatever the size"
+    samples = data.imagenet_samples()
+    assert photos.classes[int(photos.labels[0])] == samples[int(photos.labels[0])][2]

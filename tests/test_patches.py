@@ -55,3 +55,33 @@ def test_unit_panel_and_patch_grid_sweep_and_reject_out_of_range():
     plt.close(figure)
     with pytest.raises(ValueError):
         patches.unit_panel(model, top, images, "fc6", 0)
+
+
+def test_conv_layers_are_mined_on_images_larger_than_the_input():
+    torch.manual_seed(0)
+    model = models.mini_alexnet(width=0.125).eval()          # its fc6 takes 32 px images only
+    images = torch.randint(0, 256, (10, 3, 64, 64), dtype=torch.uint8)
+    top = patches.mine(model, images, ["conv1", "conv5"], k=9)
+    assert top.fields["conv5"].out_size == 15, "64 px images give conv5 maps larger than at 32 px (7x7)"
+    assert top.positions["conv5"].max() > 2
+    assert top.patches(images, "conv5", 0).shape[-1] == int(top.fields["conv5"].size)
+
+
+def test_projections_are_the_deconvnet_signal_cropped_like_the_patches():
+    images = torch.zeros(20, 3, 8, 8, dtype=torch.uint8)
+    for i in range(20):
+        images[i, :, i % 8, (3 * i) % 8] = 10 * i + 5
+    model = bright_spot_detector()
+    top = patches.mine(model, images, ["2"], k=3)
+    projected = top.projections(model, images, "2", 0)
+    assert projected.shape == top.patches(images, "2", 0).shape == (3, 3, 2, 2)
+    # the pooled unit's signal lands on its switch, the bright pixel, which the crop keeps
+    row, col = top.positions["2"][0, 0].tolist()
+    bright = (19 % 8 - 2 * row, (3 * 19) % 8 - 2 * col)
+    assert projected[0, :, bright[0], bright[1]].eq(1.0).all()
+    assert (projected[0].sum() - 3.0 - 0.5 * 3 * 3).abs() < 1e-5, "every other pixel is zero signal: grey"
+    with pytest.raises(ValueError, match="has 1 channels"):
+        top.projections(model, images, "2", 4)
+    fig = patches.figure2(top, model, images, "2", [0])
+    assert len(fig.axes) == 2 * 2 * 2   # k=3 -> 2x2 blocks of projections and of patches
+    plt.close(fig)
