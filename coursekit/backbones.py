@@ -155,10 +155,12 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
+# attack_images: held-out images 08 attacks; its accuracy-vs-eps sweep costs 2 * steps + 1 gradient
+# passes per image per eps level, 23 minutes at 1,000 images of 224 px in full mode (issue 19)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
-                  "class_model_starts": {"quick": 3, "full": 3}}
+                  "class_model_starts": {"quick": 3, "full": 3}, "attack_images": {"quick": 100, "full": 1000}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}}
+                   "class_model_starts": {"quick": 1, "full": 1}, "attack_images": {"quick": 50, "full": 100}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
