@@ -11,6 +11,7 @@ is in, and restores the model's mode after; it never touches the model's paramet
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -261,6 +262,46 @@ def accuracy_under_attack(model: nn.Module, images: torch.Tensor, labels: torch.
         adversarial = attack(method, model, x, y, eps=eps, **options) if eps > 0 else x
         correct += accuracy(model, adversarial, y) * len(y)
     return correct / max(1, len(images))
+
+
+def accuracy_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, levels: Sequence[int],
+                   steps: int, seed: int = 0) -> list[dict]:
+    """The accuracy-versus-eps curve (Kurakin et al. 2017; Madry et al. 2018): accuracy (%) under
+    FGSM, BIM and PGD at eps = k/255 for each k in `levels` (grey levels). BIM and PGD take `steps`
+    steps; PGD's random starts are drawn from a generator seeded with `seed`, so the numbers repeat.
+    images: (N, 3, H, W) uint8 or [0, 1] floats; labels: (N,). Returns one record per level,
+    {"eps": "k/255", "fgsm": %, "bim": %, "pgd": %} (plain floats, which cache.remember keeps)."""
+    rows = []
+    for k in levels:
+        row = {"eps": f"{k}/255"}
+        for method in METHODS:
+            options = {} if method == "fgsm" else {"steps": steps}
+            if method == "pgd":
+                options["generator"] = torch.Generator().manual_seed(seed)
+            row[method] = round(100 * accuracy_under_attack(model, images, labels, k / 255, method, **options), 2)
+        rows.append(row)
+    return rows
+
+
+def hardening(model: nn.Module, train_set: _data.ImageSet, test_set: _data.ImageSet,
+              robust_set: _data.ImageSet, eps: float, epochs: int, steps: int, lr: float = 0.01,
+              seed: int = 0) -> dict[str, dict[str, float]]:
+    """Adversarial training against its fair baseline (Goodfellow et al. 2015; Madry et al. 2018):
+    two copies of `model` fine-tuned alike for `epochs` on `train_set`, one on clean images and one on
+    FGSM images at `eps` (pixel units: 4/255 is four grey levels), each then measured on clean
+    `test_set` and under a `steps`-step PGD at `eps` on `robust_set` (PGD is the slow part: a smaller
+    set). `model` itself is not changed. Returns {"clean fine-tuning" | "FGSM adversarial training":
+    {"clean accuracy (%)": %, "PGD accuracy at k/255 (%)": %}}."""
+    pgd_column = f"PGD accuracy at {round(eps * 255, 1):g}/255 (%)"
+    results = {}
+    for name, train_eps in [("clean fine-tuning", 0.0), ("FGSM adversarial training", eps)]:
+        net = copy.deepcopy(model)
+        adversarial_training(net, train_set, eps=train_eps, epochs=epochs, lr=lr, seed=seed)
+        results[name] = {
+            "clean accuracy (%)": 100 * accuracy_under_attack(net, test_set.images, test_set.labels, 0.0),
+            pgd_column: 100 * accuracy_under_attack(net, robust_set.images, robust_set.labels, eps, "pgd",
+                                                    steps=steps, generator=torch.Generator().manual_seed(seed))}
+    return results
 
 
 def adversarial_training(model: nn.Module, train_set: _data.ImageSet, eps: float, epochs: int = 1,

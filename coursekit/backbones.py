@@ -159,12 +159,16 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # 50 s per cascade of 3 images on a random AlexNet at 224 px, on a busy CPU).
 # mining_size / mining_photos: 04's top-9 mined on the ImageNet sample photos at a side where conv5's
 # receptive field (43 px on MiniAlexNet, 163 px on AlexNet) covers a part of the photo, not all of it
+# attack_images: held-out images 08 attacks; its accuracy-vs-eps sweep costs 2 * steps + 1 gradient
+# passes per image per eps level, 23 minutes at 1,000 images of 224 px in full mode (issue 19)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
-                  "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000}}
+                  "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
+                  "attack_images": {"quick": 100, "full": 1000}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
                    "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
-                   "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300}}
+                   "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
+                   "attack_images": {"quick": 50, "full": 100}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]

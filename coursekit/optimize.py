@@ -231,6 +231,24 @@ def _octaves(model, objective, param, steps, lr, optimizer, transforms, regulari
     return Result(result.image, history, result.values)
 
 
+def remembered(name: str, key, make, device=None) -> Result:
+    """The Result `make()` renders, kept on disk by cache.remember under `key` and loaded from there
+    the next time (a notebook reopened, a second test run): `key` must hold all the render depends on
+    (the model's features.fingerprint, sizes, steps, seeds, the code of the modules it runs). The
+    image and the values come back on `device` (default: the settings' device), the history as floats."""
+    from . import cache, settings
+
+    def build() -> dict:
+        result = make()
+        return {"image": result.image.detach().cpu(), "history": [float(v) for v in result.history],
+                "values": None if result.values is None else result.values.detach().cpu()}
+
+    stored = cache.remember(name, key, build)
+    device = settings.current().device if device is None else device
+    values = stored["values"]
+    return Result(stored["image"].to(device), list(stored["history"]), None if values is None else values.to(device))
+
+
 def _check_render_args(objective, param, steps, octaves, octave_scale, regularizers) -> None:
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a coursekit.objectives.Objective (e.g. class_score(3)), "

@@ -1,4 +1,6 @@
 """coursekit.attacks on tiny models with known answers."""
+import copy
+
 import matplotlib.figure
 import matplotlib.pyplot
 import pytest
@@ -198,6 +200,30 @@ def test_adversarial_training_is_fit_on_the_attacked_batches():
     assert not torch.equal(clean[-1].weight, hardened[-1].weight)
     with pytest.raises(ValueError, match="'pgd'"):
         attacks.adversarial_training(tiny_cnn(), train_set, eps=EPS, method="PGD-7")
+
+
+def test_accuracy_sweep_is_accuracy_under_each_attack_at_each_level_and_repeats():
+    model, x = tiny_cnn(scale=3), batch(n=24)
+    images = (x * 255).round().to(torch.uint8)
+    labels = model(data.to_float(images)).argmax(1)
+    rows = attacks.accuracy_sweep(model, images, labels, [0, 4, 16], steps=3, seed=5)
+    assert [row["eps"] for row in rows] == ["0/255", "4/255", "16/255"]
+    assert all(rows[0][m] == 100.0 for m in attacks.METHODS)  # eps 0: every label is the model's own
+    bim = 100 * attacks.accuracy_under_attack(model, images, labels, 16 / 255, "bim", steps=3)
+    assert rows[2]["bim"] == round(bim, 2)
+    assert attacks.accuracy_sweep(model, images, labels, [0, 4, 16], steps=3, seed=5) == rows  # cacheable
+
+
+def test_hardening_fine_tunes_two_copies_and_leaves_the_model_alone():
+    model = tiny_cnn()
+    before = copy.deepcopy(model.state_dict())
+    train_set = data.ImageSet((batch(n=20) * 255).to(torch.uint8), torch.arange(20) % 10, list("abcdefghij"))
+    results = attacks.hardening(model, train_set, train_set, train_set, eps=4 / 255, epochs=1, steps=2)
+    assert list(results) == ["clean fine-tuning", "FGSM adversarial training"]
+    for row in results.values():
+        assert set(row) == {"clean accuracy (%)", "PGD accuracy at 4/255 (%)"}
+        assert all(0 <= v <= 100 for v in row.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # ---------------------------------------------------------------- clear errors

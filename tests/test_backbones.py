@@ -266,6 +266,14 @@ def test_the_slides_example_classes_are_the_imagenet_indices_we_use():
                      "Chihuahua", "strawberry"]
 
 
+@pytest.mark.parametrize("name,index", [("ostrich", 9), ("giant panda", 388), ("gibbon", 368), ("bucket", 463)])
+def test_the_attack_slides_classes_resolve_to_their_imagenet_indices(name, index):
+    """08's target ("temple" -> "ostrich") and Goodfellow et al.'s panda (-> gibbon; the slide's
+    "bucket"), looked up by name as 08 does, land on the ILSVRC-2012 indices AlexNet's outputs use."""
+    from coursekit import attacks
+    assert attacks.class_index(backbones.imagenet_classes(), name) == index
+
+
 def test_second_network_is_the_backbones_recipe_with_the_next_seed():
     cfg = settings.current()
     recipe = backbones.second_recipe(cfg)

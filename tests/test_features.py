@@ -171,3 +171,15 @@ def test_neighbours_panel_sweep(isolated_cache):
             features.neighbours_panel(model, bank, queries, **{"query": 0, "space": "fc7", **bad})
     with pytest.raises(ValueError, match="only 5 query images"):
         features.neighbours_panel(model, bank, random_set(5), query=7, space="fc7")
+
+
+def test_resize_in_batches_equals_resizing_the_whole_set_at_once():
+    """Batched (so a 224 px copy of a large set never exists as one float tensor), same pixels."""
+    import torch.nn.functional as F
+    images = random_set(n=7).images
+    whole = F.interpolate(images.float(), size=(20, 20), mode="bilinear", align_corners=False)
+    resized = features.resize(data.ImageSet(images, torch.arange(7), ["a"] * 7), 20, batch_size=3)
+    assert resized.images.dtype == torch.uint8 and resized.images.shape == (7, 3, 20, 20)
+    assert torch.equal(resized.images, whole.round().clamp(0, 255).to(torch.uint8))
+    same = data.ImageSet(images, torch.arange(7), ["a"] * 7)
+    assert features.resize(same, images.shape[-1]) is same

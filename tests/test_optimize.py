@@ -323,3 +323,18 @@ def test_bad_loop_arguments_are_named():
         optimize.render(model, lambda out: out, pixels, progress=False)
     with pytest.raises(KeyError, match="conv5"):
         optimize.render(model, O.layer_norm("conv9"), pixels, progress=False)
+
+
+def test_remembered_renders_once_then_loads_the_same_result(isolated_cache):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return optimize.Result(torch.rand(2, 3, 4, 4), [0.5, 1.5], torch.tensor([1.0, 2.0]))
+
+    first = optimize.remembered("test-render", {"steps": 2}, make)
+    again = optimize.remembered("test-render", {"steps": 2}, make)
+    assert len(calls) == 1 and torch.equal(first.image.cpu(), again.image.cpu())
+    assert again.history == [0.5, 1.5] and again.final == 1.5 and torch.equal(again.values.cpu(), first.values.cpu())
+    optimize.remembered("test-render", {"steps": 3}, make)  # another key: rendered again
+    assert len(calls) == 2
