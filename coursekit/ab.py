@@ -291,7 +291,8 @@ STYLE = {"baseA": ("black", "s"), "baseB": ("white", "o"), "BnB": ("tab:blue", "
 
 
 def plot_ab(results, split: str, ax=None, highlight: int | None = None):
-    """Figure 2 of the paper: every run as a dot, the mean per n as a line, baseB as a band."""
+    """Figure 2 of the paper: every run as a dot, the mean per n as a line with a tick at each n
+    (a configuration run at one n shows its tick alone), baseB as a band."""
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -307,7 +308,7 @@ def plot_ab(results, split: str, ax=None, highlight: int | None = None):
                    label=None if config == "baseB" else None, zorder=3)
         if config != "baseB":
             mean = part.groupby("n").top1.mean()
-            ax.plot(mean.index, mean.values, color=color, lw=2, label=config, zorder=2)
+            ax.plot(mean.index, mean.values, color=color, lw=2, marker="_", ms=14, mew=2, label=config, zorder=2)
     if highlight is not None:
         ax.axvline(highlight, color="tab:purple", ls="--", lw=1)
     ax.set_xlabel("layer n at which the network is chopped and retrained")
