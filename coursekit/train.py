@@ -371,7 +371,8 @@ def _train_epoch(model, images, labels, optimizer, scheduler, batch_size, genera
         y = labels[idx]
         if perturb is not None:
             x = _perturbed(perturb, model, x, y)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if x.dim() == 4:  # cached activations of fully connected layers are (N, D)
+            x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(device, autocast):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)

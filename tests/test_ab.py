@@ -86,3 +86,73 @@ def test_filter_similarity_pairs_filters_whatever_their_order():
     assert 0.05 < sum(unrelated) / 50 < 0.35, "unrelated filters still pair up a little"
     with pytest.raises(ValueError, match="different shapes"):
         ab.filter_similarity(filters, torch.randn(6, 3, 3, 3))
+
+
+def test_frozen_configurations_on_cached_activations_equal_training_the_whole_network():
+    """AnB trained on cached inputs of layer n+1 is the network that training all of it with the
+    first n layers frozen (and no augmentation) gives: same batches, same steps, same top-1."""
+    from coursekit import train, transfer
+    make = lambda k: models.mini_alexnet(num_classes=k, width=0.0625, lrn=False, dropout=0.0)
+    b_train, b_test = synthetic_task("xyz", 24, 2), synthetic_task("xyz", 12, 3)
+    kwargs = {"epochs": 2, "batch_size": 8, "lr": 0.01, "augment": False, "device": "cpu"}
+    torch.manual_seed(0)
+    base = make(3)
+    train.fit(base, synthetic_task("abc", 24, 0), progress=False, seed=0, **kwargs)
+    names = [transfer.LAYERS[n] for n in (1, 5, 7)]
+    features = {"train": ab.layer_inputs(base, b_train.images, names),
+                "test": ab.layer_inputs(base, b_test.images, names)}
+    assert features["train"]["fc6"].shape == (24, 16 * 3 * 3) and features["test"]["conv2"].shape == (12, 4, 15, 15)
+    for n in (1, 5, 7):
+        cached = ab._frozen_run(base, make, n, features, b_train, b_test, 7, kwargs)
+        torch.manual_seed(7)
+        whole = make(3)
+        transfer.transfer(base, whole, n)
+        train.fit(whole, b_train, progress=False, seed=7, **kwargs)
+        assert cached == train.evaluate(whole, b_test)["top1"], n
+        upper = ab.upper_network(whole, transfer.LAYERS[n], b_test.images[:4])
+        x = features["test"][transfer.LAYERS[n]]
+        with torch.no_grad():
+            assert torch.allclose(upper(x), train.predict(whole, b_test.images), atol=1e-5)
+
+
+def test_upper_network_refuses_a_model_whose_forward_does_more():
+    class Doubled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Linear(4, 2))
+
+        def forward(self, x):
+            return 2 * self.net(x)
+    with pytest.raises(ValueError, match="does more"):
+        ab.upper_network(Doubled(), "net.2", torch.rand(3, 3, 2, 2))
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        ab.upper_network(models.mini_alexnet(width=0.0625).eval(), "normalize", torch.rand(2, 3, 32, 32))
+
+
+def test_run_ab_refuses_augmentation_and_limits_fine_tuning():
+    tasks = {"A": (synthetic_task("abc", 12, 0), synthetic_task("abc", 6, 1)),
+             "B": (synthetic_task("xyz", 12, 2), synthetic_task("xyz", 6, 3))}
+    make = lambda k: models.mini_alexnet(num_classes=k, width=0.0625, lrn=False, dropout=0.0)
+    kwargs = {"epochs": 1, "batch_size": 6, "lr": 0.01, "device": "cpu"}
+    with pytest.raises(ValueError, match="augment"):
+        ab.run_ab(tasks, make, [1], [0], {**kwargs, "augment": True}, progress=False)
+    table = ab.run_ab(tasks, make, [1, 6], [0, 1], kwargs, "random", progress=False,
+                      fine_tune_n=[6], fine_tune_seeds=[1])
+    plus = table[table.config.str.endswith("+")]
+    assert set(zip(plus.n, plus.seed)) == {(6, 1)} and len(plus) == 2
+    assert len(table[table.config == "AnB"]) == 4
+
+
+def test_paired_differences_compare_seed_by_seed():
+    table = pd.DataFrame({"split": ["r"] * 8, "config": ["baseB", "baseB", "AnB", "AnB", "BnB", "BnB", "AnB", "BnB"],
+                          "n": [0, 0, 7, 7, 7, 7, 1, 1], "seed": [0, 1, 0, 1, 0, 1, 0, 0],
+                          "top1": [0.5, 0.7, 0.4, 0.66, 0.45, 0.7, 0.5, 0.52]})
+    to_base = ab.paired_differences(table, "r", "AnB")
+    assert to_base.loc[0, 7] == pytest.approx(-0.1) and to_base.loc[1, 7] == pytest.approx(-0.04)
+    to_bnb = ab.paired_differences(table, "r", "AnB", "BnB")
+    assert to_bnb.loc[0, 7] == pytest.approx(-0.05) and to_bnb.loc[1, 7] == pytest.approx(-0.04)
+    assert ab.paired_margin(to_bnb[[7]]).loc[7] == pytest.approx(2 * (0.01 / 2 ** 0.5) / 2 ** 0.5)
+    with pytest.raises(ValueError, match="two seeds"):
+        ab.paired_margin(to_bnb)  # n = 1 has one seed
+    with pytest.raises(ValueError, match="no rows"):
+        ab.paired_differences(table, "r", "AnB+")
