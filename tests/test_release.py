@@ -25,3 +25,13 @@ def test_release_holds_no_solution_or_hidden_test():
         text = path.read_text()
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS"):
             assert marker not in text, f"{path.name} holds '{marker}'"
+
+
+def test_release_leaves_out_instructor_notes():
+    # our development numbers are for the instructor; students read about their own output
+    notes = [p.name for p in (ROOT / "notebooks").glob("*.ipynb")
+             if any(grading.is_instructor_note(c) for c in grading.read_notebook(p).cells)]
+    assert notes, "no instructor note in notebooks/: this test would prove nothing"
+    for name in notes:
+        assert not any(grading.is_instructor_note(c) for c in grading.read_notebook(ROOT / "release" / name).cells)
+        assert grading.INSTRUCTOR_NOTE not in (ROOT / "release" / name).read_text()

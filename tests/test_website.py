@@ -38,13 +38,14 @@ def test_every_notebook_answers_a_question_and_the_parts_follow_the_lecture():
 
 
 def test_site_pages_carry_text_launch_links_and_no_solutions():
-    for name in ("00_setup", "03_filters_activations", "08_fooling_cnns"):
+    for name in ("00_setup", "03_filters_activations", "08_fooling_cnns", "10_how_transferable"):
         nb = website.site_notebook(ROOT / "notebooks" / f"{name}.ipynb", ROOT / "release")
         text = "\n".join(cell.source for cell in nb.cells)
         assert launch_links.text_links(f"{name}.ipynb") in nb.cells[0].source
         assert "badge" not in nb.cells[0].source  # no image from another host on the site
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
         assert "raise NotImplementedError" in text or name == "00_setup"
+        assert "Instructor note" not in text  # 10 has two in notebooks/
 
 
 def test_make_course_keeps_figures_when_the_shell_says_agg(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from coursekit.grading import is_instructor_note
 from tools import launch_links
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,10 +126,12 @@ def landing_page(names: list[str]) -> str:
 
 def site_notebook(executed: Path, release: Path):
     """The executed notebook as the site shows it: launch links as text, and its exercises as
-    students get them (the release's cells, matched by nbgrader's grade_id, without outputs)."""
+    students get them (the release's cells, matched by nbgrader's grade_id, without outputs); no
+    instructor notes."""
     nb = nbformat.read(executed, as_version=4)
     name = executed.name
     nb.cells[0].source = nb.cells[0].source.replace(launch_links.badges(name), launch_links.text_links(name))
+    nb.cells = [c for c in nb.cells if not is_instructor_note(c)]   # our development numbers
     student = {}
     if (release / name).is_file():
         student = {c.metadata["nbgrader"].get("grade_id"): c.source

@@ -23,7 +23,7 @@ from .batch import grade
 from .course import Homework, prepare
 from .isolation import grade_submission, grade_submissions
 from .notebooks import (MODES, HomeworkError, exercise_section, grade_id, graded_part, homework_notebooks,
-                        instructor_notebooks, read_notebook, test_cells)
+                        instructor_notebooks, is_instructor_note, INSTRUCTOR_NOTE, read_notebook, test_cells)
 from .release import RELEASE_MARKER, make_release
 from .report import feedback_html, feedback_text, write_reports
 from .submissions import Submission, find_submissions, match_homework, student_from_name
@@ -31,6 +31,6 @@ from .validation import Validation, validate
 
 __all__ = ["CellGrade", "NotebookGrade", "grade", "Homework", "prepare", "grade_submission", "grade_submissions",
            "MODES", "HomeworkError", "exercise_section", "grade_id", "graded_part", "homework_notebooks",
-           "instructor_notebooks", "read_notebook", "test_cells", "RELEASE_MARKER", "make_release",
+           "instructor_notebooks", "is_instructor_note", "INSTRUCTOR_NOTE", "read_notebook", "test_cells", "RELEASE_MARKER", "make_release",
            "feedback_html", "feedback_text", "write_reports", "Submission", "find_submissions", "match_homework",
            "student_from_name", "Validation", "validate"]

@@ -39,6 +39,16 @@ def homework_notebooks(folder) -> list[Path]:
     return [p for p in instructor_notebooks(folder) if test_cells(read_notebook(p))]
 
 
+INSTRUCTOR_NOTE = "**Instructor note.**"
+
+
+def is_instructor_note(cell) -> bool:
+    """A markdown cell that opens with INSTRUCTOR_NOTE: our development numbers for the instructor,
+    kept out of what students read (the release and the website), whose text talks about the
+    student's own output."""
+    return cell.get("cell_type") == "markdown" and cell.get("source", "").lstrip().startswith(INSTRUCTOR_NOTE)
+
+
 def grade_id(cell) -> str | None:
     """The nbgrader grade_id of a cell (a notebook node or a plain dict from JSON), else None."""
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
