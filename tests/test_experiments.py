@@ -62,6 +62,7 @@ def test_verdict_reads_reach_ratio_and_seed_margin():
                                            {0: [0.8, 0.6, 0.5], 1: [0.82, 0.62, 0.5]}))
     assert ahead["reach"] == {"relu": 3, "tanh": math.inf} and ahead["first"] and ahead["ahead"]
     assert ahead["ratio"] == 1.0 and "more than 1.0x" in ahead["text"] and ahead["leading_epochs"] == [1, 2, 3]
+    assert ahead["speedup"] == 3 / 2  # tanh ends at 0.5; ReLU was there by epoch 2 of 3
     # a lead inside the seed spread is not a lead; "ahead" is read at the last epoch; one seed measures no spread
     noisy = experiments.race_verdict(_race({0: [0.9, 0.5], 1: [0.6, 0.5]}, {0: [0.8, 0.7], 1: [0.8, 0.7]}))
     assert noisy["leading_epochs"] == [2] and noisy["ahead"] and not noisy["first"] and noisy["ratio"] is None
