@@ -264,21 +264,40 @@ def resnet18(pretrained: bool = True) -> PixelModel:
 
 # ---------------------------------------------------------------- smaller pieces for the lecture
 
-def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int = 32) -> nn.Sequential:
+def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int = 32,
+                   pixels: str = "standardized") -> nn.Sequential:
     """The kind of net behind AlexNet's Figure 1: three conv layers and one fully connected,
-    no normalization, no dropout, PyTorch's default init for both activations (a fair race)."""
+    no normalization, no dropout, PyTorch's default init for both activations (a fair race).
+
+    Takes (N, 3, 32, 32) pixels in [0, 1]. pixels: what the first layer sees. "standardized":
+    (x - mean) / std per channel; "centred-255": the paper's raw RGB values (0-255) with the
+    training set's mean subtracted and no division (section 2), so conv1's inputs have a standard
+    deviation of about 60, not 1. Raises ValueError for another activation or pixels."""
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
     if activation not in acts:
         raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
+    scales = {"standardized": _data.CIFAR10_STD, "centred-255": (1 / 255,) * 3}
+    if pixels not in scales:
+        raise ValueError(f"pixels must be one of {list(scales)}, not {pixels!r}")
     act = acts[activation]
     return nn.Sequential(OrderedDict([
-        ("normalize", Normalize(_data.CIFAR10_MEAN, _data.CIFAR10_STD)),
+        ("normalize", Normalize(_data.CIFAR10_MEAN, scales[pixels])),
         ("conv1", nn.Conv2d(3, width, 5, padding=2)), ("act1", act()), ("pool1", nn.MaxPool2d(2)),
         ("conv2", nn.Conv2d(width, 2 * width, 5, padding=2)), ("act2", act()), ("pool2", nn.MaxPool2d(2)),
         ("conv3", nn.Conv2d(2 * width, 2 * width, 3, padding=1)), ("act3", act()), ("pool3", nn.MaxPool2d(2)),
         ("flatten", nn.Flatten()),
         ("fc4", nn.Linear(2 * width * 4 * 4, num_classes)),
     ]))
+
+
+def paper_init(net: nn.Module, std: float = 0.01) -> None:
+    """Krizhevsky et al. 2012's initialization (section 5): every weight from N(0, std), biases 0,
+    for both activations. With centred 0-255 pixels conv1's pre-activations then have a standard
+    deviation of about 5, so tanh units start saturated (|tanh| near 1) and ReLUs do not."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...]):

@@ -1,8 +1,10 @@
 import math
 
+import pandas as pd
+import pytest
 import torch
 
-from coursekit import data, experiments
+from coursekit import data, experiments, models
 
 
 def _toy_set(n=40, seed=0):
@@ -13,18 +15,59 @@ def _toy_set(n=40, seed=0):
     return data.ImageSet(images, labels, ["dark", "bright"])
 
 
-def test_race_records_held_out_accuracy_when_given_a_test_set_and_plots_it():
-    race = experiments.activation_race(_toy_set(), epochs=2, width=4, batch_size=10, progress=False,
-                                       test_set=_toy_set(20, seed=1))
-    assert set(race) == {"relu", "tanh"}
-    for history in race.values():
-        assert len(history) == 2 and all(0 <= a <= 1 for a in history["test_top1"])
+def test_paper_conditions_saturate_tanh_at_conv1():
+    """Centred 0-255 pixels and N(0, 0.01) weights: conv1's pre-activations have a std of about 5,
+    so most tanh units start saturated; standardized pixels with the same weights do not."""
+    torch.manual_seed(0)
+    x = _toy_set(64).floats()
+    shares = {}
+    for pixels in ("centred-255", "standardized"):
+        net = models.four_layer_cnn("tanh", num_classes=2, width=8, pixels=pixels)
+        models.paper_init(net)
+        a = net.act1(net.conv1(net.normalize(x)))
+        shares[pixels] = (a.abs() > experiments.SATURATED).float().mean().item()
+    assert shares["centred-255"] > 0.5 > 0.05 > shares["standardized"]
+    with pytest.raises(ValueError, match="pixels"):
+        models.four_layer_cnn(pixels="raw")
+
+
+def test_race_records_errors_and_the_first_epochs_mechanism():
+    race = experiments.activation_race(_toy_set(), epochs=2, lrs={"relu": 0.001, "tanh": 0.001}, seeds=(0, 1),
+                                       width=4, batch_size=10, test_set=_toy_set(20, seed=1))
+    assert len(race) == 2 * 2 * 2 and race.train_error.between(0, 1).all() and race.test_error.between(0, 1).all()
+    assert race[race.activation == "relu"].saturated.isna().all()
+    assert race[race.activation == "tanh"].saturated.between(0, 1).all()
+    mechanism = experiments.race_mechanism(race)
+    assert list(mechanism.index) == [0, 1] and (mechanism["conv1 grad ratio"] > 0).all()
+    assert list(mechanism.columns) == ["tanh conv1 saturated", "conv1 grad ratio"]
     labels = [t.get_text() for t in experiments.plot_race(race).axes[0].get_legend().get_texts()]
-    assert labels == ["relu, training", "relu, held-out", "tanh, training", "tanh, held-out"]
+    assert labels == ["relu (lr 0.001), training", "relu, held-out", "tanh (lr 0.001), training", "tanh, held-out"]
 
 
-def test_race_without_a_test_set_plots_training_error_only():
-    race = experiments.activation_race(_toy_set(), epochs=1, width=4, batch_size=10, progress=False)
-    assert race["relu"]["test_top1"] == [None]
-    assert len(experiments.plot_race(race).axes[0].get_lines()) == 3  # two curves and the 25% line
-    assert experiments.epochs_to_reach(race["relu"], 0.0) in (1, math.inf)
+def test_pilot_marks_each_activations_fastest_lr():
+    pilot = experiments.pilot_lrs(_toy_set(), lrs=(0.0001, 0.001), width=4, batch_size=10)
+    assert len(pilot) == 4 and pilot.groupby("activation").best.sum().tolist() == [1, 1]
+
+
+def _race(relu, tanh):
+    """A race table from per-seed training-error curves: {seed: [errors per epoch]}."""
+    rows = [{"activation": name, "seed": seed, "epoch": e, "lr": 0.01, "train_error": err, "test_error": None}
+            for name, curves in (("relu", relu), ("tanh", tanh)) for seed, curve in curves.items()
+            for e, err in enumerate(curve, start=1)]
+    return pd.DataFrame(rows)
+
+
+def test_verdict_reads_reach_ratio_and_seed_margin():
+    ahead = experiments.race_verdict(_race({0: [0.6, 0.3, 0.2], 1: [0.62, 0.32, 0.24]},
+                                           {0: [0.8, 0.6, 0.5], 1: [0.82, 0.62, 0.5]}))
+    assert ahead["reach"] == {"relu": 3, "tanh": math.inf} and ahead["first"] and ahead["ahead"]
+    assert ahead["ratio"] == 1.0 and "more than 1.0x" in ahead["text"] and ahead["leading_epochs"] == [1, 2, 3]
+    assert ahead["speedup"] == 3 / 2  # tanh ends at 0.5; ReLU was there by epoch 2 of 3
+    # a lead inside the seed spread is not a lead; "ahead" is read at the last epoch; one seed measures no spread
+    noisy = experiments.race_verdict(_race({0: [0.9, 0.5], 1: [0.6, 0.5]}, {0: [0.8, 0.7], 1: [0.8, 0.7]}))
+    assert noisy["leading_epochs"] == [2] and noisy["ahead"] and not noisy["first"] and noisy["ratio"] is None
+    late = experiments.race_verdict(_race({0: [0.6, 0.5], 1: [0.6, 0.9]}, {0: [0.8, 0.7], 1: [0.8, 0.7]}))
+    assert late["leading_epochs"] == [1] and not late["ahead"]
+    assert not experiments.race_verdict(_race({0: [0.5, 0.4]}, {0: [0.8, 0.7]}))["ahead"]
+    both = experiments.race_verdict(_race({0: [0.3, 0.2]}, {0: [0.5, 0.25]}))
+    assert both["reach"] == {"relu": 2, "tanh": 2} and not both["first"] and both["ratio"] == 1.0
