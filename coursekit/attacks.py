@@ -250,15 +250,15 @@ class Evolved(NamedTuple):
 
 
 @reads_model()
-def evolved_fooling_images(model: nn.Module, target, size: int, generations: int = 200, children: int = 16,
-                           sigma: float = 0.1, channels: int = 3, generator: torch.Generator | None = None,
+def evolved_fooling_images(model: nn.Module, target, size: int, generations: int = 150, children: int = 4,
+                           sigma: float = 0.03, channels: int = 3, generator: torch.Generator | None = None,
                            device=None) -> Evolved:
     """Fooling images found with no gradient at all (Nguyen et al. 2015, direct encoding): a
     (1 + lambda) evolution strategy with one lineage per target class.
 
     Each genome is the image itself, one gene per pixel value (N, channels, size, size), starting
     from uniform noise in [0, 1]. Every generation each parent makes `children` (lambda) copies, adds
-    Gaussian noise of standard deviation `sigma` (pixel units: 0.1 is about 26 grey levels) to every
+    Gaussian noise of standard deviation `sigma` (pixel units: 0.03 is about 8 grey levels) to every
     pixel and clips to [0, 1]; the fittest child replaces its parent if its confidence
     p(target | child) is higher (elitism: the parent survives otherwise). The model is only run
     forward (N * children images per generation); no gradient is taken.
@@ -266,10 +266,12 @@ def evolved_fooling_images(model: nn.Module, target, size: int, generations: int
     Nguyen et al. used MAP-Elites instead: one archive holding the best image so far for every class,
     where an offspring of any elite takes over each class it beats, so progress on one class seeds
     others; they mutated 10% of the pixels (halving every 1000 generations) with polynomial
-    mutation, and ran thousands of generations on 256 px genomes. Here each class evolves alone and
-    every pixel mutates, a few hundred generations at most.
+    mutation, and ran thousands of generations on full-size ImageNet genomes. Here each class
+    evolves alone and every pixel mutates, for a few hundred generations at most.
 
-    `target`: one class index per lineage (list or tensor). Returns Evolved(images, confidence)."""
+    `target`: one class index per lineage (list or tensor). Returns Evolved(images, confidence),
+    the images on `device` (default: the model's), the confidence on the CPU. Raises ValueError for
+    generations < 0, children < 1, sigma outside [0, 1] or a target the model has no class for."""
     if not (isinstance(generations, int) and generations >= 0):
         raise ValueError(f"generations must be a whole number >= 0, not {generations!r}")
     if not (isinstance(children, int) and children >= 1):
@@ -288,7 +290,8 @@ def evolved_fooling_images(model: nn.Module, target, size: int, generations: int
         p = p.gather(2, target[:, None, None].expand(-1, children, 1)).squeeze(2)  # (N, lambda)
         best_p, best = p.max(1)
         better = best_p > fitness
-        parents = torch.where(better[:, None, None, None], brood[torch.arange(len(parents)), best], parents)
+        fittest = brood[torch.arange(len(parents), device=device), best]
+        parents = torch.where(better[:, None, None, None], fittest, parents)
         fitness = torch.where(better, best_p, fitness)
         history.append(fitness)
     return Evolved(parents, torch.stack(history).cpu())
