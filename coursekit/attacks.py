@@ -1,6 +1,7 @@
 """Adversarial examples in pixel space: FGSM, BIM and PGD (untargeted or targeted), the smallest
 targeted perturbation (Szegedy et al. 2014), fooling images grown from noise (Nguyen et al. 2015),
-and adversarial training (train.fit on attacked batches).
+by gradient ascent or by an evolution strategy that needs no gradient, and adversarial training
+(train.fit on attacked batches).
 
 Every attack takes a model that maps pixels in [0, 1] to logits (coursekit's PixelModels
 normalize inside; wrap any other network so it does), a float batch (N, C, H, W) in [0, 1] on the
@@ -12,7 +13,7 @@ is in, and restores the model's mode after; it never touches the model's paramet
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -239,6 +240,61 @@ def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99
         step = step_size * (1 - i / max_steps)  # shrinking steps settle at the top instead of circling it
         x = (x + step * grad.sign() * climbing[:, None, None, None]).clamp(0, 1)
     return x.detach()
+
+
+class Evolved(NamedTuple):
+    """What `evolved_fooling_images` returns: the final images (N, C, S, S) in [0, 1], and the
+    confidence p(target | image) of each lineage's parent after every generation, (generations + 1, N)."""
+    images: torch.Tensor
+    confidence: torch.Tensor
+
+
+@reads_model()
+def evolved_fooling_images(model: nn.Module, target, size: int, generations: int = 150, children: int = 4,
+                           sigma: float = 0.03, channels: int = 3, generator: torch.Generator | None = None,
+                           device=None) -> Evolved:
+    """Fooling images found with no gradient at all (Nguyen et al. 2015, direct encoding): a
+    (1 + lambda) evolution strategy with one lineage per target class.
+
+    Each genome is the image itself, one gene per pixel value (N, channels, size, size), starting
+    from uniform noise in [0, 1]. Every generation each parent makes `children` (lambda) copies, adds
+    Gaussian noise of standard deviation `sigma` (pixel units: 0.03 is about 8 grey levels) to every
+    pixel and clips to [0, 1]; the fittest child replaces its parent if its confidence
+    p(target | child) is higher (elitism: the parent survives otherwise). The model is only run
+    forward (N * children images per generation); no gradient is taken.
+
+    Nguyen et al. used MAP-Elites instead: one archive holding the best image so far for every class,
+    where an offspring of any elite takes over each class it beats, so progress on one class seeds
+    others; they mutated 10% of the pixels (halving every 1000 generations) with polynomial
+    mutation, and ran thousands of generations on full-size ImageNet genomes. Here each class
+    evolves alone and every pixel mutates, for a few hundred generations at most.
+
+    `target`: one class index per lineage (list or tensor). Returns Evolved(images, confidence),
+    the images on `device` (default: the model's), the confidence on the CPU. Raises ValueError for
+    generations < 0, children < 1, sigma outside [0, 1] or a target the model has no class for."""
+    if not (isinstance(generations, int) and generations >= 0):
+        raise ValueError(f"generations must be a whole number >= 0, not {generations!r}")
+    if not (isinstance(children, int) and children >= 1):
+        raise ValueError(f"children (lambda) must be a whole number >= 1, not {children!r}")
+    sigma = check_eps(sigma, "sigma")
+    device = device or model_device(model)
+    target = torch.as_tensor(target)
+    parents = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
+    target = check_classes(target, len(parents), num_classes(model, parents), "target", device)
+    fitness = model(parents).softmax(1).gather(1, target[:, None]).squeeze(1)
+    history = [fitness]
+    for _ in range(generations):
+        noise = torch.randn((len(parents), children, *parents.shape[1:]), generator=generator).to(device)
+        brood = (parents[:, None] + sigma * noise).clamp(0, 1)  # (N, lambda, C, S, S)
+        p = model(brood.flatten(0, 1)).softmax(1).view(len(parents), children, -1)
+        p = p.gather(2, target[:, None, None].expand(-1, children, 1)).squeeze(2)  # (N, lambda)
+        best_p, best = p.max(1)
+        better = best_p > fitness
+        fittest = brood[torch.arange(len(parents), device=device), best]
+        parents = torch.where(better[:, None, None, None], fittest, parents)
+        fitness = torch.where(better, best_p, fitness)
+        history.append(fitness)
+    return Evolved(parents, torch.stack(history).cpu())
 
 
 # ---------------------------------------------------------------- measuring and defending

@@ -161,14 +161,21 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # receptive field (43 px on MiniAlexNet, 163 px on AlexNet) covers a part of the photo, not all of it
 # attack_images: held-out images 08 attacks; its accuracy-vs-eps sweep costs 2 * steps + 1 gradient
 # passes per image per eps level, 23 minutes at 1,000 images of 224 px in full mode (issue 19)
+# evolved_classes / evolved_generations: 08's evolution strategy (attacks.evolved_fooling_images, 4 children
+# per generation) runs on the backbone and on 3 untrained copies: classes x 4 x generations forward passes
+# each, about 2 ms per 32 px image and 10x that at 224 px on a shared CPU core (cifar10 full: 22k passes,
+# under a minute, inside 08's 15 minutes; 150 generations are where the backbone's median confidence
+# clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
-                  "attack_images": {"quick": 100, "full": 1000}}
+                  "attack_images": {"quick": 100, "full": 1000},
+                  "evolved_classes": {"quick": 5, "full": 9}, "evolved_generations": {"quick": 150, "full": 150}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
                    "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
-                   "attack_images": {"quick": 50, "full": 100}}
+                   "attack_images": {"quick": 50, "full": 100},
+                   "evolved_classes": {"quick": 3, "full": 8}, "evolved_generations": {"quick": 10, "full": 50}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
 # chihuahua, strawberry
 IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]

@@ -150,6 +150,51 @@ def test_fooling_images_reach_the_confidence_threshold_for_every_class():
     assert (probs[torch.arange(10), torch.arange(10)] >= 0.99).all()
 
 
+class Quantized(nn.Module):
+    """Rounds pixels to 4 levels before the network: its gradient is zero almost everywhere."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 3) / 3)
+
+
+def test_evolved_fooling_images_climb_where_the_gradient_is_zero():
+    model = Quantized(tiny_cnn(scale=50))
+    targets = list(range(10))
+    gradient = attacks.fooling_images(model, targets, size=8, max_steps=50, generator=torch.Generator().manual_seed(0))
+    evolved = attacks.evolved_fooling_images(model, targets, size=8, generations=60, children=8, sigma=0.2,
+                                             generator=torch.Generator().manual_seed(0))
+    assert evolved.images.shape == (10, 3, 8, 8) and evolved.confidence.shape == (61, 10)
+    assert evolved.images.min() >= 0 and evolved.images.max() <= 1
+    with torch.no_grad():
+        p_evolved = model(evolved.images).softmax(1)[torch.arange(10), torch.arange(10)]
+        p_noise = model(torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(0))).softmax(1)
+        p_gradient = model(gradient).softmax(1)[torch.arange(10), torch.arange(10)]
+    torch.testing.assert_close(p_evolved, evolved.confidence[-1])
+    assert (evolved.confidence.diff(dim=0) >= 0).all(), "elitism: a parent is only replaced by a fitter child"
+    torch.testing.assert_close(p_gradient, p_noise[torch.arange(10), torch.arange(10)])  # no gradient, no step
+    assert (p_evolved >= 0.99).float().mean() > 0.5, p_evolved
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_evolved_fooling_images_repeat_with_a_seeded_generator_and_name_bad_arguments():
+    model = tiny_cnn(scale=20)
+    run = lambda: attacks.evolved_fooling_images(model, [1, 2], size=8, generations=5, children=3,
+                                                 generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(run().images, run().images)
+    with pytest.raises(ValueError, match="children"):
+        attacks.evolved_fooling_images(model, [1], size=8, children=0)
+    with pytest.raises(ValueError, match="generations"):
+        attacks.evolved_fooling_images(model, [1], size=8, generations=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        attacks.evolved_fooling_images(model, [1], size=8, sigma=3)
+    with pytest.raises(ValueError, match="unknown target class 12"):
+        attacks.evolved_fooling_images(model, [12], size=8)
+
+
 def test_attacks_leave_the_model_gradients_alone():
     model, x = tiny_cnn(), batch()
     attacks.pgd(model, x, model(x).argmax(1))
