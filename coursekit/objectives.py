@@ -118,13 +118,22 @@ def class_prob(c: int) -> Objective:
     return Objective(fn, (), f"prob[{c}]", needs_logits=True)
 
 
-def channel(layer: str, c: int) -> Objective:
-    """The mean activation of channel c of a named layer (a unit, for fully connected layers)."""
+def channel(layer: str, c) -> Objective:
+    """The mean activation of channel c of a named layer (a unit, for fully connected layers), the
+    channel objective of Olah et al. 2017. c: one channel for every image, or a sequence of them, one
+    per image of the batch (several channels visualized in one batch)."""
+    channels = [c] if isinstance(c, int) else [int(k) for k in c]
+
     def fn(out):
         act = _layer(out, layer)
-        _check_index(c, act.shape[1], f"channel of {layer}")
-        return act[:, c].flatten(1).mean(1) if act.dim() > 2 else act[:, c]
-    return Objective(fn, (layer,), f"{layer}[{c}]")
+        for k in channels:
+            _check_index(k, act.shape[1], f"channel of {layer}")
+        if not isinstance(c, int) and len(channels) != len(act):
+            raise ValueError(f"{len(channels)} channels given for a batch of {len(act)} images: give one per image")
+        rows = torch.arange(len(act), device=act.device)
+        picked = act[:, c] if isinstance(c, int) else act[rows, torch.tensor(channels, device=act.device)]
+        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+    return Objective(fn, (layer,), f"{layer}[{c if isinstance(c, int) else ','.join(map(str, channels))}]")
 
 
 def unit(layer: str, c: int, y: int | None = None, x: int | None = None) -> Objective:
