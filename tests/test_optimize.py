@@ -71,6 +71,11 @@ def test_channel_one_channel_per_image():
         O.channel("conv", [0, 1, 2])(out)
     with pytest.raises(ValueError, match="channel of conv 3"):
         O.channel("conv", [0, 3])(out)
+    both = O.channel(["conv", "fc"], [2, 1])
+    assert both.layers == ("conv", "fc")
+    assert both(out).tolist() == pytest.approx([act[0, 2].mean().item(), act[1, 1].sum().item()])
+    with pytest.raises(ValueError, match="2 layers but 3 channels"):
+        O.channel(["conv", "fc"], [0, 1, 2])
 
 
 def test_feature_error_is_normalized():
