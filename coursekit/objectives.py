@@ -118,13 +118,31 @@ def class_prob(c: int) -> Objective:
     return Objective(fn, (), f"prob[{c}]", needs_logits=True)
 
 
-def channel(layer: str, c: int) -> Objective:
-    """The mean activation of channel c of a named layer (a unit, for fully connected layers)."""
+def channel(layer, c) -> Objective:
+    """The mean activation of channel c of a named layer (a unit, for fully connected layers), the
+    channel objective of Olah et al. 2017. layer and c: one for every image, or sequences, one per
+    image of the batch (several channels, of one layer or of several, visualized in one batch)."""
+    if isinstance(layer, str) and isinstance(c, int):
+        return Objective(lambda out: _channel_mean(_layer(out, layer), c, layer), (layer,), f"{layer}[{c}]")
+    n = len(c) if isinstance(layer, str) else len(layer)
+    layers = [layer] * n if isinstance(layer, str) else [str(name) for name in layer]
+    channels = [c] * n if isinstance(c, int) else [int(k) for k in c]
+    if len(layers) != len(channels):
+        raise ValueError(f"{len(layers)} layers but {len(channels)} channels: give one (layer, channel) per image")
+
     def fn(out):
-        act = _layer(out, layer)
-        _check_index(c, act.shape[1], f"channel of {layer}")
-        return act[:, c].flatten(1).mean(1) if act.dim() > 2 else act[:, c]
-    return Objective(fn, (layer,), f"{layer}[{c}]")
+        acts = [_layer(out, name) for name in layers]
+        if len(acts[0]) != n:
+            raise ValueError(f"{n} channels given for a batch of {len(acts[0])} images: give one per image")
+        return torch.stack([_channel_mean(act[[i]], k, name)[0]
+                            for i, (act, name, k) in enumerate(zip(acts, layers, channels))])
+    return Objective(fn, tuple(layers), ",".join(f"{name}[{k}]" for name, k in zip(layers, channels)))
+
+
+def _channel_mean(act: torch.Tensor, c: int, layer: str) -> torch.Tensor:
+    """(N,): channel c of act (N, C, H, W) averaged over positions, or unit c of act (N, C)."""
+    _check_index(c, act.shape[1], f"channel of {layer}")
+    return act[:, c].flatten(1).mean(1) if act.dim() > 2 else act[:, c]
 
 
 def unit(layer: str, c: int, y: int | None = None, x: int | None = None) -> Objective:

@@ -61,6 +61,23 @@ def test_channel_unit_and_layer_norm():
     assert O.layer_norm("conv")(out).item() == pytest.approx(act.pow(2).mean().item())
 
 
+def test_channel_one_channel_per_image():
+    act = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    out = outputs_for(conv=act, fc=act.flatten(2).sum(2))
+    assert O.channel("conv", [2, 0])(out).tolist() == pytest.approx([act[0, 2].mean().item(), act[1, 0].mean().item()])
+    assert O.channel("conv", 1)(out).tolist() == pytest.approx(act[:, 1].flatten(1).mean(1).tolist())
+    assert O.channel("fc", [1, 2])(out).tolist() == [act[0, 1].sum().item(), act[1, 2].sum().item()]
+    with pytest.raises(ValueError, match="one per image"):
+        O.channel("conv", [0, 1, 2])(out)
+    with pytest.raises(ValueError, match="channel of conv 3"):
+        O.channel("conv", [0, 3])(out)
+    both = O.channel(["conv", "fc"], [2, 1])
+    assert both.layers == ("conv", "fc")
+    assert both(out).tolist() == pytest.approx([act[0, 2].mean().item(), act[1, 1].sum().item()])
+    with pytest.raises(ValueError, match="2 layers but 3 channels"):
+        O.channel(["conv", "fc"], [0, 1, 2])
+
+
 def test_feature_error_is_normalized():
     target = torch.tensor([[3.0, 4.0]])
     out = outputs_for(fc=torch.tensor([[0.0, 0.0]]))
