@@ -54,13 +54,10 @@ def race_runner(activation: str, train_set: _data.ImageSet, epochs: int, lr: flo
         if len(grads) < first_epoch:
             grads.append(grad.norm().item())
 
-    handle = model.conv1.weight.register_hook(watch_grad)
-    try:
-        with _hooks.hooked([(model.act1, watch_units)] if activation == "tanh" else []):
-            history = _train.fit(model, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr,
-                                 weight_decay=0.0, schedule=None, augment=False, seed=seed, progress=progress)
-    finally:
-        handle.remove()
+    with _hooks.watching_gradient(model.conv1.weight, watch_grad), \
+            _hooks.hooked([(model.act1, watch_units)] if activation == "tanh" else []):
+        history = _train.fit(model, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr,
+                             weight_decay=0.0, schedule=None, augment=False, seed=seed, progress=progress)
     return {"train_error": [1 - a for a in history["train_top1"]],
             "test_error": None if test_set is None else [1 - a for a in history["test_top1"]],
             "saturated": sum(saturated) / len(saturated) if saturated else None,
@@ -166,7 +163,7 @@ def plot_race(results: pd.DataFrame, error: float = 0.25):
             ax.plot(held.index, held.values, style, color=line.get_color(), alpha=0.35, label=f"{name}, held-out")
     ax.axhline(error, color="grey", lw=0.8)
     ax.set_xlabel("epoch"); ax.set_ylabel("error rate"); ax.set_ylim(0, 1)
-    ax.legend(fontsize=9); ax.set_title("Figure 1, scaled down: ReLU vs tanh")
+    ax.legend(fontsize=10); ax.set_title("Figure 1, scaled down: ReLU vs tanh")
     fig.tight_layout()
     return fig
 

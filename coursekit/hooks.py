@@ -99,6 +99,18 @@ def hooked(pairs: Iterable[tuple[nn.Module, Callable]], before: bool = False):
             handle.remove()
 
 
+@contextlib.contextmanager
+def watching_gradient(tensor: torch.Tensor, fn: Callable[[torch.Tensor], None]):
+    """Call fn(grad) each time a gradient for `tensor` (a parameter, e.g. conv1.weight) is computed,
+    inside the block; the hook is removed on exit, even after an exception. The tensor-hook
+    counterpart of `hooked`: fn must not change the gradient (return None)."""
+    handle = tensor.register_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 # ---------------------------------------------------------------- named layers, one call each
 
 @contextlib.contextmanager

@@ -134,8 +134,8 @@ def figure2(top: TopActivations, model: nn.Module, images: torch.Tensor, layer: 
             row, col = side * u + i // side, i % side
             axes[row, col].imshow(to_image(projection), interpolation="nearest")
             axes[row, side + col].imshow(to_image(patch), interpolation="nearest")
-        axes[side * u, 0].set_title(f"unit {unit}: {method}", fontsize=9, loc="left")
-        axes[side * u, side].set_title("its patches", fontsize=9, loc="left")
+        axes[side * u, 0].set_title(f"unit {unit}: {method}", fontsize=10, loc="left")
+        axes[side * u, side].set_title("its patches", fontsize=10, loc="left")
     for ax in axes.flat:
         ax.set_xticks([]); ax.set_yticks([])
     rf = top.fields[layer]

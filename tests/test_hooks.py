@@ -115,3 +115,17 @@ def test_hooked_removes_its_hooks_even_after_an_exception():
             model(torch.ones(2, 3))
             raise RuntimeError("boom")
     assert seen == ["pass", (2, 2)] and _hook_count(model) == 0
+
+
+def test_watching_gradient_sees_each_gradient_and_is_removed_even_after_an_exception():
+    weight = torch.ones(3, requires_grad=True)
+    seen = []
+    with hooks.watching_gradient(weight, lambda grad: seen.append(grad.clone())):
+        (2 * weight).sum().backward()
+    (3 * weight).sum().backward()   # outside the block: not seen
+    assert len(seen) == 1 and torch.equal(seen[0], torch.full((3,), 2.0))
+    with pytest.raises(ValueError):
+        with hooks.watching_gradient(weight, seen.append):
+            raise ValueError("inside")
+    (weight * 4).sum().backward()
+    assert len(seen) == 1, "the hook must be gone after an exception"
