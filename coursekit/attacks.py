@@ -213,6 +213,15 @@ def minimal_targeted(model: nn.Module, images: torch.Tensor, target, max_eps: fl
 # ---------------------------------------------------------------- Nguyen: fooling images from noise
 
 
+def _noise_start(model, target, size, channels, generator, device):
+    """Both fooling searches start alike: one uniform-noise image (channels, size, size) per target
+    class, on `device` (default: the model's), and the targets checked against the model's classes."""
+    device = device or model_device(model)
+    target = torch.as_tensor(target)
+    noise = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
+    return noise, check_classes(target, len(noise), num_classes(model, noise), "target", device)
+
+
 @reads_model(grad=True)
 def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99, max_steps: int = 300,
                    step_size: float = 2 / 255, channels: int = 3, generator: torch.Generator | None = None,
@@ -225,11 +234,7 @@ def fooling_images(model: nn.Module, target, size: int, confidence: float = 0.99
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be a probability in (0, 1), e.g. 0.99, not {confidence!r}")
     step_size = check_eps(step_size, "step_size")
-    device = device or model_device(model)
-    target = torch.as_tensor(target)
-    noise = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
-    target = check_classes(target, len(noise), num_classes(model, noise), "target", device)
-    x = noise
+    x, target = _noise_start(model, target, size, channels, generator, device)
     for i in range(max_steps):
         x = x.detach().requires_grad_(True)
         log_p = model(x).log_softmax(1).gather(1, target[:, None]).squeeze(1)
@@ -277,10 +282,8 @@ def evolved_fooling_images(model: nn.Module, target, size: int, generations: int
     if not (isinstance(children, int) and children >= 1):
         raise ValueError(f"children (lambda) must be a whole number >= 1, not {children!r}")
     sigma = check_eps(sigma, "sigma")
-    device = device or model_device(model)
-    target = torch.as_tensor(target)
-    parents = torch.rand((target.numel() or 1, channels, size, size), generator=generator).to(device)
-    target = check_classes(target, len(parents), num_classes(model, parents), "target", device)
+    parents, target = _noise_start(model, target, size, channels, generator, device)
+    device = parents.device
     fitness = model(parents).softmax(1).gather(1, target[:, None]).squeeze(1)
     history = [fitness]
     for _ in range(generations):
