@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
 from . import lab_server
+from .chromium import find_chromium
 from .lab_page import run_notebook
 
 NOTEBOOKS = sorted((lab_server.REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -25,22 +25,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 SELF_TEST = "_planted_error.ipynb"  # a tiny notebook with a known panel and a planted error
 _SELECTED: list[str] = []   # notebooks of the collected tests, in order
 _REPORTS: dict = {}         # name -> Report, for the summary
-
-
-def find_chromium() -> str | None:
-    """COURSEKIT_CHROMIUM, else a system Chromium/Chrome, else Playwright's own download if present."""
-    names = [os.environ.get("COURSEKIT_CHROMIUM", ""), "chromium", "chromium-browser",
-             "google-chrome", "google-chrome-stable"]
-    for name in filter(None, names):
-        if path := shutil.which(name):
-            return path
-    try:
-        from playwright.sync_api import sync_playwright
-        with sync_playwright() as p:
-            bundled = p.chromium.executable_path
-        return bundled if bundled and Path(bundled).exists() else None
-    except Exception:
-        return None
 
 
 def screenshots_dir() -> Path:

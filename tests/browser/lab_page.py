@@ -67,6 +67,7 @@ class Report:
     run_seconds: float = 0.0
     screenshots: list[Path] = field(default_factory=list)
     control: str = ""
+    outcomes: list[str] = field(default_factory=list)  # per code cell, in order: see cell_outcome
 
     def problem(self, where: str, what: str) -> None:
         self.problems.append(f"{self.notebook}, {where}: {what}")
@@ -145,8 +146,20 @@ async def settled_cells(page, patience: float = 30) -> list[dict]:
         await asyncio.sleep(1)
 
 
+def cell_outcome(cell: dict) -> str:
+    """'passes', 'fails' (an AssertionError), 'crashes: <error name>' or 'did not run', as the
+    paper-check report (tests/paperchecks/report.py) reads a code cell."""
+    if not re.search(r"\d", cell["prompt"]):
+        return "did not run"
+    if not cell["errors"]:
+        return "passes"
+    name = re.match(r"\s*(\w*)", cell["errors"][0])[1]
+    return "fails" if name == "AssertionError" else f"crashes: {name or 'error'}"
+
+
 def check_cells(cells: list[dict], report: Report) -> None:
     """Errors, cells that never ran, figures that did not draw, widgets that did not render."""
+    report.outcomes = [cell_outcome(cell) for cell in cells if cell["code"]]
     for cell in cells:
         where = f"cell {cell['index']} ({cell['source']!r})"
         for error in cell["errors"]:

@@ -1,5 +1,5 @@
 """The paper-check report printed at the end of a pytest run: every check, whether it passes on the
-real setup (its nbval cell) and whether it fails in its null (test_null_runs), joined with the
+real setup (its cell in the JupyterLab run of tests/browser, or its nbval cell) and whether it fails in its null (test_null_runs), joined with the
 previous run's results through pytest's cache. Loaded for every run from the project root by the
 root conftest.py; prints nothing when no check ran."""
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .checks import paper_checks
 
+_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 _NBVAL_CELL = re.compile(r"(?P<path>.*\.ipynb)::Cell (?P<cell>\d+)(@.*)?$")  # xdist may add @group
-_real: dict[tuple[str, int], str] = {}   # (notebook, cell) -> passes / fails, from nbval
+_real: dict[tuple[str, int], str] = {}   # (notebook, cell) -> passes / FAILS, from JupyterLab or nbval
 _null: dict[tuple[str, int], tuple] = {}  # (notebook, cell) -> (title, null, outcome)
 _checks_of: dict[str, dict[int, str]] = {}
 
@@ -28,17 +29,24 @@ def pytest_runtest_logreport(report):
         if name == "paper_checks":
             for notebook, cell, title, null, result in value:
                 _null[(notebook, cell)] = (title, null, result)
+        if name == "notebook_cells":  # tests/browser: every code cell of a notebook run in JupyterLab
+            for notebook, cell, result in value:
+                if cell in _titles(str(_NOTEBOOKS / notebook)):
+                    _real[(notebook, cell)] = "passes" if result == "passes" else "FAILS"
     match = _NBVAL_CELL.match(report.nodeid)
     if match and int(match["cell"]) in _titles(match["path"]):
         _real[(Path(match["path"]).name, int(match["cell"]))] = "passes" if report.passed else "FAILS"
 
 
 def _remembered(config):
-    """Join this run's results with the last run's (pytest's cache): `make test` runs nbval and the
-    null runs as two sessions, and the second prints the whole table."""
+    """Join this run's results with the last run's (pytest's cache): `make test` runs the notebooks
+    (in JupyterLab, or under nbval) and the null runs as two sessions, and the second prints the
+    whole table."""
     for key, mine in (("paperchecks/real", _real), ("paperchecks/null", _null)):
         stored = {tuple(k): v for k, v in config.cache.get(key, [])} if config.cache else {}
         for k, v in stored.items():
+            if k[1] not in _titles(str(_NOTEBOOKS / k[0])):
+                continue  # a cell that is no longer a paper check (the notebook changed since)
             mine.setdefault(k, tuple(v) if isinstance(v, list) else v)
         if config.cache:
             config.cache.set(key, [[list(k), v] for k, v in mine.items()])
@@ -49,7 +57,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     _remembered(terminalreporter.config)
     write = terminalreporter.write_line
-    terminalreporter.section("paper checks: real setup (nbval) and null run (COURSEKIT_NULL)")
+    terminalreporter.section("paper checks: real setup (JupyterLab or nbval) and null run (COURSEKIT_NULL)")
     keys = sorted(set(_real) | set(_null))
     for notebook, cell in keys:
         title, null, result = _null.get((notebook, cell), ("", "-", "not run"))
