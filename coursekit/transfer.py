@@ -195,3 +195,130 @@ def learning_panel(results, labels: int = 20, method: str = "fine-tune"):
     fig.axes[0].set_title(f"{method} with {labels} labels/class: {mean[(method, labels)]:.1%} "
                           f"({gain:+.1%} vs scratch)", fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------- new settings: more classes
+
+class ExtendedHead(nn.Module):
+    """A classification layer for the old classes plus new ones: (N, D) features in, (N, K + k)
+    scores out, the K old rows first. The old rows are a copy of the source's own fc8 (kept frozen
+    when keep_old, else trained on); the k new rows start small, like models.init_weights' last
+    layer (N(0, 0.01) weights, zero biases)."""
+
+    def __init__(self, old: nn.Linear, new_classes: int, keep_old: bool = False):
+        super().__init__()
+        if not isinstance(old, nn.Linear) or not (isinstance(new_classes, int) and new_classes >= 1):
+            raise ValueError(f"ExtendedHead needs the source's fc8 as an nn.Linear and new_classes >= 1, got "
+                             f"{type(old).__name__} and {new_classes!r}")
+        self.old = nn.Linear(old.in_features, old.out_features).to(old.weight.device)
+        self.old.load_state_dict(old.state_dict())
+        self.old.requires_grad_(not keep_old)
+        self.new = nn.Linear(old.in_features, new_classes).to(old.weight.device)
+        nn.init.normal_(self.new.weight, std=0.01)
+        nn.init.zeros_(self.new.bias)
+
+    def forward(self, x):
+        return torch.cat([self.old(x), self.new(x)], dim=1)
+
+
+def _joint(old: _data.ImageSet, new: _data.ImageSet) -> _data.ImageSet:
+    """Old and new sets in one label space: old labels 0..K-1, new ones K..K+k-1."""
+    return _data.ImageSet(torch.cat([old.images, new.images]), torch.cat([old.labels, new.labels + len(old.classes)]),
+                          [*old.classes, *new.classes])
+
+
+def more_classes(fc8: nn.Linear, old_memory: _data.ImageSet, new_train: _data.ImageSet,
+                 old_test: _data.ImageSet, new_test: _data.ImageSet, keep_old: bool, rehearsal: bool,
+                 steps: int, lr: float = 0.02, batch_size: int = 32, seed: int = 0) -> dict:
+    """Extend a K-class network to K + k classes on its frozen penultimate features (fc8's input).
+
+    fc8: the source's classification layer (K outputs). Every set holds (N, D) features with the
+    labels of its own classes (0..K-1 for the old sets, 0..k-1 for the new): old_memory are old
+    training images, used only when `rehearsal` (training on old and new images together; without
+    them, plain fine-tuning on the new classes, where McCloskey & Cohen 1989 found catastrophic
+    forgetting). keep_old: the old rows frozen (else trained too). Trained by train.fit for about
+    `steps` SGD steps (cosine one-cycle). Returns test top-1 over all K + k outputs on the old and
+    the new classes ('old', 'new'), and top-1 among the old outputs only on the old classes
+    ('old among old': what the old rows still know, whatever the new rows claim).
+    """
+    if fc8.out_features != len(old_test.classes):
+        raise ValueError(f"fc8 scores {fc8.out_features} classes but old_test has {len(old_test.classes)}; "
+                         f"pass the source's own classification layer and its classes' test set")
+    torch.manual_seed(seed)
+    head = ExtendedHead(fc8, len(new_train.classes), keep_old)
+    empty = _data.ImageSet(old_memory.images[:0], old_memory.labels[:0], old_memory.classes)
+    train_set = _joint(old_memory if rehearsal else empty, new_train)
+    _train.fit(head, train_set, epochs=max(1, math.ceil(steps * batch_size / len(train_set))),
+               batch_size=batch_size, lr=lr, schedule="onecycle-cosine", augment=False, seed=seed,
+               progress=False, device=fc8.weight.device)
+    old_scores = _train.predict(head, old_test.images)
+    new_scores = _train.predict(head, new_test.images)
+    K = len(old_test.classes)
+    return {"old": (old_scores.argmax(1) == old_test.labels).float().mean().item(),
+            "new": (new_scores.argmax(1) == new_test.labels + K).float().mean().item(),
+            "old among old": (old_scores[:, :K].argmax(1) == old_test.labels).float().mean().item()}
+
+
+MORE_CLASSES = {"old rows kept, new images only": (True, False),
+                "old rows fine-tuned, new images only": (False, False),
+                "old rows kept, rehearsal": (True, True),
+                "old rows fine-tuned, rehearsal": (False, True)}  # condition: (keep_old, rehearsal)
+
+
+def more_classes_runs(fc8: nn.Linear, old_pool: _data.ImageSet, new_pool: _data.ImageSet,
+                      old_test: _data.ImageSet, new_test: _data.ImageSet, per_class: int, seeds,
+                      steps: int, lr: float = 0.02):
+    """more_classes for every condition of MORE_CLASSES and seed: per_class new labels (and, for
+    rehearsal, per_class old images) per class, drawn from the pools with the seed, so conditions
+    are paired by seed. A tidy table: condition, seed, old, new, old among old."""
+    import pandas as pd
+    rows = []
+    for seed in seeds:
+        new_train, memory = new_pool.subset(per_class=per_class, seed=seed), old_pool.subset(per_class=per_class, seed=seed)
+        for condition, (keep_old, rehearsal) in MORE_CLASSES.items():
+            scores = more_classes(fc8, memory, new_train, old_test, new_test, keep_old, rehearsal, steps, lr, seed=seed)
+            rows.append({"condition": condition, "seed": seed, **scores})
+    return pd.DataFrame(rows)
+
+
+def plot_more_classes(results, source_old: float, ax=None):
+    """Old-class, old-among-old and new-class top-1 for each condition (mean as a bar, each seed as a
+    dot), with the source's own old-class top-1 as a dashed line."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 4))
+    measures = [("old", "old classes (all outputs)", "tab:blue"),
+                ("old among old", "old classes (old outputs only)", "tab:cyan"),
+                ("new", "new classes (all outputs)", "tab:orange")]
+    conditions = list(dict.fromkeys(results.condition))
+    width = 0.8 / len(measures)
+    for j, (column, label, color) in enumerate(measures):
+        for i, condition in enumerate(conditions):
+            values = results[results.condition == condition][column]
+            x = i + (j - 1) * width
+            ax.bar(x, values.mean(), width, color=color, label=label if i == 0 else None)
+            ax.scatter(np.full(len(values), x), values, s=10, color="k", zorder=3)
+    ax.axhline(source_old, ls="--", color="k", lw=1, label="the source on its own classes")
+    ax.set_xticks(range(len(conditions)))
+    ax.set_xticklabels([c.replace(", ", ",\n") for c in conditions], fontsize=10)
+    ax.set_ylabel("held-out top-1")
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(1, 1))
+    if fig is not None:
+        fig.tight_layout()
+    return fig or ax.figure
+
+
+# ---------------------------------------------------------------- new settings: a new task
+
+def regroup(dataset: _data.ImageSet, groups: dict) -> _data.ImageSet:
+    """The same images under coarser labels: groups maps each new class name to the old class names
+    it covers (e.g. {"animal": [...], "vehicle": [...]}); every class of `dataset` must be in exactly
+    one group (ValueError naming the others)."""
+    owner = {name: g for g, names in enumerate(groups.values()) for name in names}
+    missing = [name for name in dataset.classes if name not in owner]
+    repeated = sorted({n for names in groups.values() for n in names
+                       if sum(n in other for other in groups.values()) > 1})
+    if missing or repeated:
+        raise ValueError(f"every class needs exactly one group: without a group {missing}, in several {repeated}")
+    remap = torch.tensor([owner[name] for name in dataset.classes])
+    return _data.ImageSet(dataset.images, remap[dataset.labels], list(groups))

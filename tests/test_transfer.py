@@ -111,3 +111,70 @@ def test_each_learning_curve_method_starts_the_network_as_named(method, trainabl
 def test_train_method_names_the_methods_for_an_unknown_one():
     with pytest.raises(ValueError, match="fixed features"):
         transfer.train_method("linear probe", tiny(), None, tiny, 1, 0.1, 0.01)
+
+
+# ---------------------------------------------------------------- more classes, a new task
+
+def blobs(classes, per_class=12, dim=6, seed=0, first=0):
+    """(N, dim) features in well separated clusters, one per class (class c around 4 e_{first + c}),
+    as an ImageSet."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 4 * torch.eye(dim)[first: first + len(classes)]
+    labels = torch.arange(len(classes)).repeat_interleave(per_class)
+    return data.ImageSet(centres[labels] + 0.3 * torch.randn(len(labels), dim, generator=g), labels, list(classes))
+
+
+@pytest.mark.parametrize("keep_old", [True, False])
+def test_extended_head_starts_with_the_source_rows_on_both_backbones(keep_old):
+    torch.manual_seed(0)
+    for fc8 in [torch.nn.Linear(6, 3), transfer._hooks.get_layer(models.alexnet(pretrained=False), "fc8")]:
+        head = transfer.ExtendedHead(fc8, 2, keep_old)
+        x = torch.randn(4, fc8.in_features)
+        out = head(x)
+        assert out.shape == (4, fc8.out_features + 2)
+        assert torch.allclose(out[:, : fc8.out_features], fc8(x))
+        assert all(p.requires_grad != keep_old for p in head.old.parameters())
+        assert all(p.requires_grad for p in head.new.parameters())
+        assert head.old.weight is not fc8.weight  # a copy: training the head leaves the source alone
+
+
+@pytest.mark.parametrize("keep_old", [True, False])
+def test_more_classes_keeps_or_trains_the_old_rows_and_scores_old_and_new(keep_old):
+    old_classes, new_classes = ["a", "b", "c"], ["d", "e"]
+    torch.manual_seed(0)
+    fc8 = torch.nn.Linear(6, 3)
+    with torch.no_grad():  # a source that knows its three classes: row c points at cluster c
+        fc8.weight.copy_(torch.eye(6)[:3])
+        fc8.bias.zero_()
+    before = fc8.weight.clone()
+    old_train, old_test = blobs(old_classes, seed=0), blobs(old_classes, seed=1)
+    new_train, new_test = blobs(new_classes, seed=2, first=3), blobs(new_classes, seed=3, first=3)  # new clusters
+    scores = transfer.more_classes(fc8, old_train, new_train, old_test, new_test, keep_old, rehearsal=True,
+                                   steps=60, lr=0.05)
+    assert torch.equal(fc8.weight, before), "the source's own layer is never trained"
+    assert set(scores) == {"old", "new", "old among old"} and all(0 <= v <= 1 for v in scores.values())
+    assert scores["old among old"] == 1.0 and scores["old"] > 0.9 and scores["new"] > 0.9  # separable blobs
+    with pytest.raises(ValueError, match="fc8 scores 3 classes"):
+        transfer.more_classes(fc8, old_train, new_train, new_test, new_test, keep_old, True, steps=1)
+
+
+def test_more_classes_runs_pairs_every_condition_by_seed():
+    torch.manual_seed(0)
+    fc8 = torch.nn.Linear(6, 3)
+    old, new = blobs("abc", per_class=8), blobs("de", per_class=8, seed=1, first=3)
+    runs = transfer.more_classes_runs(fc8, old, new, old, new, per_class=4, seeds=[0, 1], steps=4)
+    assert list(runs.columns) == ["condition", "seed", "old", "new", "old among old"]
+    assert sorted(runs.groupby("condition").seed.apply(list).tolist()) == [[0, 1]] * len(transfer.MORE_CLASSES)
+    kept = runs[runs.condition.str.startswith("old rows kept")]["old among old"]
+    assert kept.nunique() == 1, "kept old rows on frozen features rank the old classes exactly as the source"
+    assert isinstance(transfer.plot_more_classes(runs, 0.5), __import__("matplotlib").figure.Figure)
+
+
+def test_regroup_maps_each_class_to_its_group_and_names_the_misfits():
+    images = data.ImageSet(torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 2, 1]), ["cat", "ship", "dog"])
+    coarse = transfer.regroup(images, {"animal": ["cat", "dog"], "vehicle": ["ship"]})
+    assert coarse.classes == ["animal", "vehicle"] and coarse.labels.tolist() == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match=r"without a group \['dog'\]"):
+        transfer.regroup(images, {"animal": ["cat"], "vehicle": ["ship"]})
+    with pytest.raises(ValueError, match=r"in several \['cat'\]"):
+        transfer.regroup(images, {"animal": ["cat", "dog"], "vehicle": ["ship", "cat"]})
