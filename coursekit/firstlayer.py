@@ -25,8 +25,9 @@ from . import hooks as _hooks
 from . import plot as _plot
 from . import settings as _settings
 
-# the two first layers of section 4.1, on the same body; conv2's stride keeps conv2's output the
-# same size behind both (11x11/4: 64 -> 16 -> 7 -> 7; 7x7/2: 64 -> 32 -> 15 -> 8), as in their Figure 3
+# the two first layers of section 4.1, on the same body; conv2's stride brings the maps back to one
+# size from pool2 on (conv1, pool1, conv2, pool2 sides: 11x11/4 16, 7, 7, 3; 7x7/2 32, 15, 8, 3), as
+# Zeiler & Fergus's Figure 3 gave conv2 stride 2
 FIRST_LAYERS = {
     "11x11 stride 4 (AlexNet)": {"conv1": [11, 4], "conv2_stride": 1},
     "7x7 stride 2 (Zeiler & Fergus)": {"conv1": [7, 2], "conv2_stride": 2},
@@ -46,11 +47,16 @@ def recipe(first_layer: str, seed: int, cfg=None) -> dict:
             "per_class": cfg.pick(quick=200, full=1000), "epochs": cfg.pick(quick=4, full=6)}
 
 
+def initial_filters(recipe: dict) -> torch.Tensor:
+    """The conv1 weights (out, 3, k, k) the recipe's training starts from (backbones.initial_weights),
+    on the CPU."""
+    return _hooks.get_layer(_backbones.initial_weights(recipe, 10), "conv1").weight.detach().cpu()
+
+
 def learned_part(model, recipe: dict) -> torch.Tensor:
-    """What training added to conv1: its weights (out, 3, k, k) minus the initial weights the recipe
-    started from (backbones.initial_weights), on the CPU. All zeros for an untrained network."""
-    start = _backbones.initial_weights(recipe, 10)
-    return (_hooks.get_layer(model, "conv1").weight - _hooks.get_layer(start, "conv1").weight).detach().cpu()
+    """What training added to conv1: its weights (out, 3, k, k) minus `initial_filters`, on the CPU.
+    All zeros for an untrained network (a null run hands out the initial weights)."""
+    return _hooks.get_layer(model, "conv1").weight.detach().cpu() - initial_filters(recipe)
 
 
 def radial_spectrum(filters: torch.Tensor, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +98,7 @@ def measure(model, recipe: dict, images: torch.Tensor) -> dict:
     band only the stride-2 layer can keep ('mid': [1/8, 1/4) cycles/px), below it ('low') and above
     ('high'), as means over filters; 'changed': |learned part| / |initial filter|, the mean over
     filters; 'dead': how many conv1 units are never on over `images`."""
-    part = learned_part(model, recipe)
-    start = _hooks.get_layer(_backbones.initial_weights(recipe, 10), "conv1").weight.detach().cpu()
+    start, part = initial_filters(recipe), learned_part(model, recipe)
     edges = [0.0, nyquist(4), nyquist(2), math.inf]
     low, mid, high = (float(band_share(part, a, b).mean()) for a, b in zip(edges, edges[1:]))
     changed = float((part.flatten(1).norm(dim=1) / start.flatten(1).norm(dim=1)).mean())
@@ -104,7 +109,7 @@ def measure(model, recipe: dict, images: torch.Tensor) -> dict:
 def compare(images: torch.Tensor, seeds, cfg=None, progress: bool = False) -> tuple[list[dict], dict]:
     """Each first layer trained once per seed (cached like the backbone). Returns (rows: one per
     (first_layer, seed) with its held-out top-1 on the CIFAR-10 test set and `measure`'s numbers,
-    models: {first_layer: the first seed's trained network})."""
+    models: {first_layer: (the first seed's trained network, its recipe)}, what the figures take)."""
     rows, models = [], {}
     for name in FIRST_LAYERS:
         for seed in seeds:
