@@ -96,7 +96,8 @@ class PixelModel(nn.Module):
 
 
 def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = True,
-                overlap: bool = True, dropout: float = 0.5, width: float = 1.0) -> nn.Sequential:
+                overlap: bool = True, dropout: float = 0.5, width: float = 1.0,
+                conv1: tuple[int, int] = (5, 1), conv2_stride: int = 1, upsample: int = 1) -> nn.Sequential:
     """AlexNet's recipe at 32x32: 5 conv + 3 fully connected layers, each ingredient switchable.
 
     activation: 'relu' (the paper) or 'tanh' (what it replaced)
@@ -104,6 +105,12 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     overlap: 3x3 pooling at stride 2 (overlapping, the paper) or 2x2 at stride 2
     dropout: before fc6 and fc7 (0.5 in the paper; 0 turns it off)
     width: scales every layer's channels (1.0: 64-192-384-256-256 conv, 1024 fc)
+    conv1: the first layer's (kernel size, stride), padded by kernel // 2; odd kernel sizes
+    conv2_stride: conv2's stride (Zeiler & Fergus 2014 gave conv2 stride 2 when they halved conv1's)
+    upsample: the 32 px input is enlarged this many times (bilinear, a layer named 'upsample' in front
+        of conv1) so a large first-layer stride has pixels to skip (Zeiler & Fergus section 4.1:
+        AlexNet's 11x11 stride 4 against their 7x7 stride 2, e.g. conv1=(11, 4) vs (7, 2), upsample=2).
+        fc6 takes whatever side the layers leave; ValueError if they leave none.
     """
     if activation not in {"relu", "tanh"}:
         raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
@@ -117,10 +124,21 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     act = (lambda: nn.ReLU()) if activation == "relu" else (lambda: nn.Tanh())
     pool = (lambda: nn.MaxPool2d(3, 2)) if overlap else (lambda: nn.MaxPool2d(2, 2))
     norm = (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if lrn else (lambda: nn.Identity())
-    side = 3 if overlap else 4  # 32 -> 15 -> 7 -> 3 with 3/2 pooling; 32 -> 16 -> 8 -> 4 with 2/2
-    layers = OrderedDict([
-        ("conv1", nn.Conv2d(3, c[0], 5, padding=2)), ("relu1", act()), ("lrn1", norm()), ("pool1", pool()),
-        ("conv2", nn.Conv2d(c[0], c[1], 5, padding=2)), ("relu2", act()), ("lrn2", norm()), ("pool2", pool()),
+    (kernel, stride), pool_size = conv1, (3 if overlap else 2)
+    if kernel % 2 == 0 or kernel < 1 or stride < 1 or conv2_stride < 1 or upsample < 1:
+        raise ValueError(f"conv1 must be (odd kernel size, stride >= 1) and conv2_stride, upsample >= 1, "
+                         f"not conv1={conv1!r}, conv2_stride={conv2_stride!r}, upsample={upsample!r}")
+    side = _side_after(32 * upsample, [(kernel, stride, kernel // 2), (pool_size, 2, 0), (5, conv2_stride, 2),
+                                       (pool_size, 2, 0), (pool_size, 2, 0)])  # 32 -> 15 -> 7 -> 3 by default
+    if side < 1:
+        raise ValueError(f"conv1={conv1}, conv2_stride={conv2_stride} leave nothing of a {32 * upsample} px "
+                         f"input before fc6; use a smaller stride or a larger upsample")
+    front = [("upsample", nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=False))] if upsample > 1 else []
+    layers = OrderedDict(front + [
+        ("conv1", nn.Conv2d(3, c[0], kernel, stride, padding=kernel // 2)), ("relu1", act()), ("lrn1", norm()),
+        ("pool1", pool()),
+        ("conv2", nn.Conv2d(c[0], c[1], 5, conv2_stride, padding=2)), ("relu2", act()), ("lrn2", norm()),
+        ("pool2", pool()),
         ("conv3", nn.Conv2d(c[1], c[2], 3, padding=1)), ("relu3", act()),
         ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1)), ("relu4", act()),
         ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1)), ("relu5", act()), ("pool5", pool()),
@@ -132,6 +150,13 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     net = nn.Sequential(layers)
     init_weights(net, activation)
     return net
+
+
+def _side_after(side: int, layers: list[tuple[int, int, int]]) -> int:
+    """The side of a square map after each (kernel, stride, padding) in turn (floor, as torch does)."""
+    for kernel, stride, padding in layers:
+        side = (side + 2 * padding - kernel) // stride + 1
+    return side
 
 
 def init_weights(net: nn.Module, activation: str = "relu") -> None:

@@ -31,7 +31,25 @@ def test_every_ingredient_switches(kwargs):
         assert names["net.pool1"].kernel_size == 2
 
 
-@pytest.mark.parametrize("kwargs, culprit", [({"activation": "sigmoid"}, "activation"), ({"dropout": 1.5}, "dropout")])
+@pytest.mark.parametrize("conv1, conv2_stride, conv1_side, pool2_side", [((11, 4), 1, 16, 3), ((7, 2), 2, 32, 3)])
+def test_first_layer_and_upsampling_set_the_map_sizes(conv1, conv2_stride, conv1_side, pool2_side):
+    """Zeiler & Fergus section 4.1's two first layers on a 2x enlarged input: conv2's stride brings
+    the 7x7 stride-2 maps back to the 11x11 stride-4 ones' size from pool2 on, as in their Figure 3."""
+    model = models.mini_alexnet(width=0.125, conv1=conv1, conv2_stride=conv2_stride, upsample=2)
+    acts = hooks.activations(model, torch.rand(2, 3, 32, 32), ["upsample", "conv1", "pool2", "fc8"])
+    assert acts["upsample"].shape[-1] == 64
+    assert acts["conv1"].shape[-1] == conv1_side and acts["pool2"].shape[-1] == pool2_side
+    assert hooks.get_layer(model, "conv1").kernel_size == (conv1[0],) * 2
+    assert acts["fc8"].shape == (2, 10)
+
+
+def test_default_net_has_no_upsampling_layer():
+    """The backbone's architecture is unchanged by the first-layer options (same layers, same weights)."""
+    assert "upsample" not in dict(models.MiniAlexNet().named_children())
+
+
+@pytest.mark.parametrize("kwargs, culprit", [({"activation": "sigmoid"}, "activation"), ({"dropout": 1.5}, "dropout"),
+                                             ({"conv1": (6, 2)}, "odd kernel"), ({"conv1": (11, 16)}, "stride")])
 def test_bad_arguments(kwargs, culprit):
     with pytest.raises(ValueError, match=culprit):
         models.mini_alexnet(**kwargs)
