@@ -105,7 +105,8 @@ class PixelModel(nn.Module):
 
 
 def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = True,
-                overlap: bool = True, dropout: float = 0.5, width: float = 1.0, groups: int = 1) -> nn.Sequential:
+                overlap: bool = True, dropout: float = 0.5, width: float = 1.0, groups: int = 1,
+                conv1_std: float | None = None) -> nn.Sequential:
     """AlexNet's recipe at 32x32: 5 conv + 3 fully connected layers, each ingredient switchable.
 
     activation: 'relu' (the paper) or 'tanh' (what it replaced)
@@ -118,6 +119,9 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
         the layer below on their own GPU (grouped convolutions), conv3 and the fully connected layers
         from both, and LRN normalizes within a half. conv1 sees the whole image in both halves.
         Channel counts are rounded to a multiple of groups.
+    conv1_std: None (He initialization, like every layer), or conv1's weights drawn from N(0, conv1_std)
+        as in the paper (0.01, section 5): a short run then leaves conv1's filters showing what training
+        put there, not the random start (a He-initialized 5x5x3 filter is as large as what two epochs add)
     """
     if activation not in {"relu", "tanh"}:
         raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
@@ -149,6 +153,8 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     ])
     net = nn.Sequential(layers)
     init_weights(net, activation)
+    if conv1_std is not None:
+        nn.init.normal_(net.conv1.weight, std=conv1_std)
     return net
 
 
