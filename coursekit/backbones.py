@@ -391,14 +391,14 @@ def towers_recipe(run: int = 0, cfg=None) -> dict:
     paper's two-GPU connectivity (groups=2) and conv1 from the paper's N(0, 0.01), so its filters show
     what training put there; width 0.5 (16 conv1 filters per tower); LRN and dropout off (LRN's
     backward costs several times its forward on CPUs); the backbone's one-cycle schedule at batch 64
-    on 300 images per class for 2 epochs in quick mode (about 12 CPU-seconds per run), 1,000 for 3
-    in full mode (about a minute), scored on 2,000 test images. Run k has seed cfg.seed + 100 + k:
+    on 300 images per class for 2 epochs in quick mode (about 10 CPU-seconds per run), 1,000 for 2
+    in full mode (about 50), scored on 2,000 test images. Run k has seed cfg.seed + 100 + k:
     each run its own initialization, since the paper's claim is about every run. Trained and cached
     by `trained_cifar10` (a null run hands out the initial weights)."""
     cfg = _settings.current(cfg)
     return {**cifar10_recipe(cfg), "arch": {"width": 0.5, "groups": 2, "conv1_std": 0.01, "lrn": False,
                                             "dropout": 0.0},
-            "per_class": cfg.pick(quick=300, full=1000), "epochs": cfg.pick(quick=2, full=3), "batch_size": 64,
+            "per_class": cfg.pick(quick=300, full=1000), "epochs": 2, "batch_size": 64,
             "test_images": 2000, "seed": cfg.seed + 100 + run}
 
 
