@@ -392,7 +392,7 @@ def towers_recipe(run: int = 0, cfg=None) -> dict:
     what training put there; width 0.5 (16 conv1 filters per tower); LRN and dropout off (LRN's
     backward costs several times its forward on CPUs); the backbone's one-cycle schedule at batch 64
     on 300 images per class for 2 epochs in quick mode (about 10 CPU-seconds per run), 1,000 for 2
-    in full mode (about 50), scored on 2,000 test images. Run k has seed cfg.seed + 100 + k:
+    in full mode (about 26), scored on 2,000 test images. Run k has seed cfg.seed + 100 + k:
     each run its own initialization, since the paper's claim is about every run. Trained and cached
     by `trained_cifar10` (a null run hands out the initial weights)."""
     cfg = _settings.current(cfg)
