@@ -315,7 +315,7 @@ def trained_cifar10(recipe: dict | None = None, cfg=None,
     cfg = _settings.current(cfg)
     recipe = recipe or cifar10_recipe(cfg)
     if cfg.null:
-        return _untrained(recipe, 10, _data.cifar10("test", cfg), cfg)
+        return _untrained(recipe, 10, _test_set(recipe, cfg), cfg)
     path = cifar10_cache_path(recipe, cfg)
     checkpoints = path.with_suffix(".checkpoints")
     state, trained_now = _cache.cached(path, lambda: _train_cifar10(recipe, checkpoints, cfg, progress), recipe)
@@ -326,9 +326,16 @@ def trained_cifar10(recipe: dict | None = None, cfg=None,
                    "test_top1": state["test_top1"], "test_top5": state["test_top5"], "trained_now": trained_now}
 
 
+def _test_set(recipe: dict, cfg) -> _data.ImageSet:
+    """The CIFAR-10 test images a recipe's network is scored on: all 10,000, or a class-balanced
+    recipe['test_images'] of them where scoring all would cost more than the training (towers_recipe)."""
+    test_set = _data.cifar10("test", cfg)
+    return test_set if recipe.get("test_images") is None else test_set.subset(total=recipe["test_images"], seed=0)
+
+
 def _train_cifar10(recipe: dict, checkpoints: Path, cfg, progress: bool) -> dict:
     train_set = _data.cifar10("train", cfg).subset(per_class=recipe["per_class"], seed=recipe["seed"])
-    test_set = _data.cifar10("test", cfg)
+    test_set = _test_set(recipe, cfg)
     torch.manual_seed(recipe["seed"])
     model = _models.mini_alexnet(**recipe["arch"])
     history = _train.fit(model, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
@@ -375,6 +382,24 @@ def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tupl
     model = model.to(cfg.device).eval()
     weights = "random weights (null run)" if cfg.null else "ResNet18_Weights.IMAGENET1K_V1"
     return model, {"recipe": {"torchvision": "resnet18", "weights": weights}, "test_top1": None}
+
+
+# ---------------------------------------------------------------- AlexNet's two towers (Figure 3)
+
+def towers_recipe(run: int = 0, cfg=None) -> dict:
+    """How notebook 03's two-tower networks are trained (AlexNet Figure 3): MiniAlexNet with the
+    paper's two-GPU connectivity (groups=2) and conv1 from the paper's N(0, 0.01), so its filters show
+    what training put there; width 0.5 (16 conv1 filters per tower); LRN and dropout off (LRN's
+    backward costs several times its forward on CPUs); the backbone's one-cycle schedule at batch 64
+    on 300 images per class for 2 epochs in quick mode (about 10 CPU-seconds per run), 1,000 for 2
+    in full mode (about 26), scored on 2,000 test images. Run k has seed cfg.seed + 100 + k:
+    each run its own initialization, since the paper's claim is about every run. Trained and cached
+    by `trained_cifar10` (a null run hands out the initial weights)."""
+    cfg = _settings.current(cfg)
+    return {**cifar10_recipe(cfg), "arch": {"width": 0.5, "groups": 2, "conv1_std": 0.01, "lrn": False,
+                                            "dropout": 0.0},
+            "per_class": cfg.pick(quick=300, full=1000), "epochs": 2, "batch_size": 64,
+            "test_images": 2000, "seed": cfg.seed + 100 + run}
 
 
 # ---------------------------------------------------------------- a source network for new classes

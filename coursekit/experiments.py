@@ -1,5 +1,6 @@
 """Small training experiments from the AlexNet paper, shrunk to CIFAR-10 on a laptop:
-the ReLU-vs-tanh race of Figure 1 and the ablations of section 3 (LRN, overlapping pooling, dropout)."""
+the ReLU-vs-tanh race of Figure 1, the ablations of section 3 (LRN, overlapping pooling, dropout),
+and Figure 3's two families of conv1 filters on the two GPUs (colourfulness per filter and group)."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from . import data as _data
 from . import hooks as _hooks
 from . import models as _models
 from . import train as _train
+from .plot import to_image
 from .widgets import Choice, panel_controls
 
 
@@ -222,3 +224,69 @@ def noise_verdict(results: pd.DataFrame) -> pd.DataFrame:
         rows.append({"removed": name, "mean top1": group.top1.mean(), "change": change,
                      "seed spread": noise, "beyond noise": abs(change) > noise})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- Figure 3: two families on two GPUs
+
+def colourfulness(weight: torch.Tensor) -> torch.Tensor:
+    """The share of each first-layer filter's energy off the grey axis: ||w - g||^2 / ||w||^2, where g
+    repeats w's mean over the colour channels at every pixel (the part of the filter that sees only
+    brightness). weight: (C_out, 3, k, k) -> (C_out,) in [0, 1] on the CPU. 0: colour-agnostic (the
+    same weights in R, G and B: a grey edge); 1: colour-opponent with no brightness part (R, G, B
+    weights summing to 0 at every pixel). A random Gaussian filter has 2/3 on average (two of the
+    three colour directions of each pixel are off the grey axis; exactly Beta(k^2, k^2 / 2)).
+    ValueError unless the filters have 3 colour channels."""
+    if weight.dim() != 4 or weight.shape[1] != 3:
+        raise ValueError(f"colourfulness needs first-layer weights (C_out, 3, k, k), got {tuple(weight.shape)}")
+    w = weight.detach().cpu().double()
+    off_grey = w - w.mean(1, keepdim=True)
+    return (off_grey.pow(2).flatten(1).sum(1) / w.pow(2).flatten(1).sum(1).clamp_min(1e-30)).float()
+
+
+def tower_split(values: torch.Tensor, groups: int = 2, draws: int = 10000, seed: int = 0) -> dict:
+    """Do the groups differ, beyond how any split of the same filters would? values: (C,), one number
+    per conv1 filter, the filters of group g being the g-th consecutive block of C / groups (as
+    MiniAlexNet(groups=...) lays them out). Returns {"means": each group's mean, "gap": the most minus
+    the least colourful group's mean (>= 0: which GPU gets colour is decided by chance, Figure 3's
+    claim is that one does), "p": the share of `draws` random splits of the same values into equal
+    groups whose gap is at least as large (a permutation test: small when the filters sort by group,
+    near uniform on [0, 1] when the grouping says nothing)}. ValueError unless groups divides C."""
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if groups < 2 or len(values) % groups:
+        raise ValueError(f"tower_split needs groups >= 2 dividing the {len(values)} filters, got groups={groups}")
+    means = values.view(groups, -1).mean(1)
+    observed = means.max() - means.min()
+    generator = torch.Generator().manual_seed(seed)
+    orders = torch.rand(draws, len(values), generator=generator).argsort(1)  # one random split per row
+    split_means = values[orders].view(draws, groups, -1).mean(2)
+    gaps = split_means.max(1).values - split_means.min(1).values
+    return {"means": means.tolist(), "gap": float(observed), "p": float((gaps >= observed - 1e-12).double().mean())}
+
+
+def plot_towers(weight: torch.Tensor, groups: int = 2, title: str = ""):
+    """conv1's filters, one grid per group (GPU), each filter titled with its colourfulness, the
+    group's mean beside its row: Figure 3's layout. Each filter is shown as 0.5 + w / (2 max|w|), so
+    mid-grey is a zero weight and the grey axis stays grey: stretching each colour's range to [0, 1]
+    would paint a brightness blob whose R, G, B weights differ by a tenth in vivid colour. Returns the
+    Figure."""
+    values = colourfulness(weight)
+    per_group = len(weight) // groups
+    ncols = min(per_group, 16)
+    rows_per_group = math.ceil(per_group / ncols)
+    fig, axes = plt.subplots(groups * rows_per_group, ncols, squeeze=False,
+                             figsize=(0.75 * ncols, 1.0 * groups * rows_per_group + 0.5))
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, w in enumerate(weight.detach().cpu()):
+        g, j = divmod(i, per_group)
+        ax = axes[g * rows_per_group + j // ncols, j % ncols]
+        ax.imshow(to_image(0.5 + w / (2 * w.abs().max()).clamp_min(1e-12)), interpolation="nearest")
+        ax.set_title(f"{values[i]:.2f}", fontsize=10)
+    for g in range(groups):
+        axes[g * rows_per_group, 0].text(-0.3, 0.5, f"GPU {g + 1}\nmean {values[g * per_group:(g + 1) * per_group].mean():.2f}",
+                                         transform=axes[g * rows_per_group, 0].transAxes, ha="right", va="center",
+                                         fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

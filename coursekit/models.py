@@ -66,20 +66,29 @@ class LocalResponseNorm(nn.Module):
     1x1 convolution with a fixed band matrix, which is several times faster on CPUs than avg_pool3d,
     and the gradient is written out (_LRNFunction). Takes and returns (N, C, H, W); differentiable
     once (no double backward).
+
+    groups: the channels split into this many equal consecutive blocks, and a window never reaches
+    across a block's edge: AlexNet normalized on each GPU separately (section 3.2), so one GPU's
+    kernel maps never scale the other's. C must then be a multiple of groups (ValueError otherwise).
     """
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1):
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        grouped = f", groups={self.groups}" if self.groups != 1 else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{grouped}"
 
     def forward(self, x):
         channels = x.shape[1]
+        if channels % self.groups:
+            raise ValueError(f"LocalResponseNorm with groups={self.groups} needs a channel count divisible by "
+                             f"{self.groups}, got {channels} channels")
         idx = torch.arange(channels, device=x.device)
-        band = ((idx[:, None] - idx[None, :]).abs() <= self.size // 2).to(x.dtype)[:, :, None, None]
-        return _LRNFunction.apply(x, band, self.alpha, self.beta, self.k)
+        block = idx // (channels // self.groups)
+        near = ((idx[:, None] - idx[None, :]).abs() <= self.size // 2) & (block[:, None] == block[None, :])
+        return _LRNFunction.apply(x, near.to(x.dtype)[:, :, None, None], self.alpha, self.beta, self.k)
 
 
 class PixelModel(nn.Module):
@@ -96,8 +105,9 @@ class PixelModel(nn.Module):
 
 
 def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = True,
-                overlap: bool = True, dropout: float = 0.5, width: float = 1.0,
-                conv1: tuple[int, int] = (5, 1), conv2_stride: int = 1, upsample: int = 1) -> nn.Sequential:
+                overlap: bool = True, dropout: float = 0.5, width: float = 1.0, groups: int = 1,
+                conv1_std: float | None = None, conv1: tuple[int, int] = (5, 1), conv2_stride: int = 1,
+                upsample: int = 1) -> nn.Sequential:
     """AlexNet's recipe at 32x32: 5 conv + 3 fully connected layers, each ingredient switchable.
 
     activation: 'relu' (the paper) or 'tanh' (what it replaced)
@@ -105,6 +115,14 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     overlap: 3x3 pooling at stride 2 (overlapping, the paper) or 2x2 at stride 2
     dropout: before fc6 and fc7 (0.5 in the paper; 0 turns it off)
     width: scales every layer's channels (1.0: 64-192-384-256-256 conv, 1024 fc)
+    groups: 1, or 2 for the paper's two-GPU connectivity (section 3.2, Figure 2): every conv layer's
+        channels in two halves, one per GPU; conv2, conv4 and conv5 take input only from the half of
+        the layer below on their own GPU (grouped convolutions), conv3 and the fully connected layers
+        from both, and LRN normalizes within a half. conv1 sees the whole image in both halves.
+        Channel counts are rounded to a multiple of groups.
+    conv1_std: None (He initialization, like every layer), or conv1's weights drawn from N(0, conv1_std)
+        as in the paper (0.01, section 5): a short run then leaves conv1's filters showing what training
+        put there, not the random start (a He-initialized 5x5x3 filter is as large as what two epochs add)
     conv1: the first layer's (kernel size, stride), padded by kernel // 2; odd kernel sizes
     conv2_stride: conv2's stride (Zeiler & Fergus 2014 gave conv2 stride 2 when they halved conv1's)
     upsample: the 32 px input is enlarged this many times (bilinear, a layer named 'upsample' in front
@@ -119,11 +137,14 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     if not width > 0 or not (isinstance(num_classes, int) and num_classes >= 1):
         raise ValueError(f"width must be > 0 (1.0 is the full net) and num_classes a whole number >= 1, "
                          f"not width={width!r}, num_classes={num_classes!r}")
-    c = [max(4, round(k * width)) for k in (64, 192, 384, 256, 256)]
+    if groups not in {1, 2}:
+        raise ValueError(f"groups must be 1 (one tower) or 2 (AlexNet's two GPUs), not {groups!r}")
+    # each layer's channels, a multiple of groups (at least 4 in all), so the halves are equal
+    c = [groups * max(-(-4 // groups), round(k * width / groups)) for k in (64, 192, 384, 256, 256)]
     hidden = max(8, round(1024 * width))
     act = (lambda: nn.ReLU()) if activation == "relu" else (lambda: nn.Tanh())
     pool = (lambda: nn.MaxPool2d(3, 2)) if overlap else (lambda: nn.MaxPool2d(2, 2))
-    norm = (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)) if lrn else (lambda: nn.Identity())
+    norm = (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, groups=groups)) if lrn else (lambda: nn.Identity())
     (kernel, stride), pool_size = conv1, (3 if overlap else 2)
     if kernel % 2 == 0 or kernel < 1 or stride < 1 or conv2_stride < 1 or upsample < 1:
         raise ValueError(f"conv1 must be (odd kernel size, stride >= 1) and conv2_stride, upsample >= 1, "
@@ -137,11 +158,11 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     layers = OrderedDict(front + [
         ("conv1", nn.Conv2d(3, c[0], kernel, stride, padding=kernel // 2)), ("relu1", act()), ("lrn1", norm()),
         ("pool1", pool()),
-        ("conv2", nn.Conv2d(c[0], c[1], 5, conv2_stride, padding=2)), ("relu2", act()), ("lrn2", norm()),
-        ("pool2", pool()),
-        ("conv3", nn.Conv2d(c[1], c[2], 3, padding=1)), ("relu3", act()),
-        ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1)), ("relu4", act()),
-        ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1)), ("relu5", act()), ("pool5", pool()),
+        ("conv2", nn.Conv2d(c[0], c[1], 5, conv2_stride, padding=2, groups=groups)), ("relu2", act()),
+        ("lrn2", norm()), ("pool2", pool()),
+        ("conv3", nn.Conv2d(c[1], c[2], 3, padding=1)), ("relu3", act()),  # both GPUs' maps
+        ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1, groups=groups)), ("relu4", act()),
+        ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1, groups=groups)), ("relu5", act()), ("pool5", pool()),
         ("flatten", nn.Flatten()),
         ("drop6", nn.Dropout(dropout)), ("fc6", nn.Linear(c[4] * side * side, hidden)), ("relu6", act()),
         ("drop7", nn.Dropout(dropout)), ("fc7", nn.Linear(hidden, hidden)), ("relu7", act()),
@@ -149,6 +170,8 @@ def MiniAlexNet(num_classes: int = 10, activation: str = "relu", lrn: bool = Tru
     ])
     net = nn.Sequential(layers)
     init_weights(net, activation)
+    if conv1_std is not None:
+        nn.init.normal_(net.conv1.weight, std=conv1_std)
     return net
 
 

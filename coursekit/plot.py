@@ -60,11 +60,13 @@ def image_grid(images, titles=None, ncols: int | None = None, size: float = 1.6,
     return fig
 
 
-def filter_grid(weight: torch.Tensor, ncols: int = 16, size: float = 0.6, suptitle: str = "conv1 filters"):
-    """First-layer kernels (out, 3, k, k) as small colour images, each stretched to [0, 1]."""
+def filter_grid(weight: torch.Tensor, ncols: int = 16, size: float = 0.6, suptitle: str = "conv1 filters",
+                titles=None):
+    """First-layer kernels (out, 3, k, k) as small colour images, each stretched to [0, 1], each with
+    an optional title (one per kernel)."""
     if weight.dim() != 4 or weight.shape[1] not in (1, 3):
         raise ValueError(f"expected first-layer weights (out, 3, k, k), got {tuple(weight.shape)}")
-    return image_grid([rescale(w) for w in weight], ncols=ncols, size=size, suptitle=suptitle)
+    return image_grid([rescale(w) for w in weight], titles=titles, ncols=ncols, size=size, suptitle=suptitle)
 
 
 def activation_maps(act: torch.Tensor, n: int = 32, ncols: int = 8, size: float = 1.2, suptitle: str = ""):

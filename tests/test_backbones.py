@@ -293,3 +293,20 @@ def test_second_imagenet_network_names_its_stages_like_alexnet(monkeypatch):
         assert judge(x).shape == (1, 1000)
         assert hooks.forward_until(judge, x, "conv3").shape[1] == 128  # ResNet-18's layer2
     assert info["test_top1"] is None
+
+
+def test_towers_recipe_trains_a_grouped_network_scored_on_a_test_subset(tiny_cifar, monkeypatch):
+    """Notebook 03's Figure 3 networks: groups=2, conv1 from N(0, 0.01), one seed per run, trained and
+    cached by trained_cifar10, scored on recipe['test_images'] test images; the null hands out the start."""
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    recipes = [backbones.towers_recipe(run) for run in range(3)]
+    assert len({r["seed"] for r in recipes}) == 3 and recipes[0]["arch"]["groups"] == 2
+    tiny = {**recipes[0], "per_class": 2, "epochs": 1, "batch_size": 8, "test_images": 10, "autocast": False}
+    start = backbones.initial_weights(tiny, 10)
+    assert abs(float(start.net.conv1.weight.std()) - 0.01) < 0.002 and start.net.conv2.groups == 2
+    model, info = backbones.trained_cifar10(tiny, progress=False)
+    assert info["trained_now"] and info["test_top1"] * 10 == round(info["test_top1"] * 10)  # 10 images scored
+    assert not torch.equal(model.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")
+    null_model, _ = backbones.trained_cifar10(tiny, progress=False)
+    assert torch.equal(null_model.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())

@@ -71,3 +71,38 @@ def test_verdict_reads_reach_ratio_and_seed_margin():
     assert not experiments.race_verdict(_race({0: [0.5, 0.4]}, {0: [0.8, 0.7]}))["ahead"]
     both = experiments.race_verdict(_race({0: [0.3, 0.2]}, {0: [0.5, 0.25]}))
     assert both["reach"] == {"relu": 2, "tanh": 2} and not both["first"] and both["ratio"] == 1.0
+
+
+def test_colourfulness_of_grey_opponent_and_random_filters():
+    torch.manual_seed(0)
+    grey = torch.randn(4, 1, 5, 5).repeat(1, 3, 1, 1)                  # the same weights in R, G and B
+    opponent = torch.randn(4, 1, 5, 5) * torch.tensor([1.0, -1.0, 0.0]).view(1, 3, 1, 1)  # R against G
+    values = experiments.colourfulness(torch.cat([grey, opponent]))
+    assert values.shape == (8,)
+    assert torch.allclose(values[:4], torch.zeros(4), atol=1e-6) and torch.allclose(values[4:], torch.ones(4))
+    random = experiments.colourfulness(torch.randn(4000, 3, 5, 5))      # Beta(25, 12.5): mean 2/3, sd 0.076
+    assert abs(random.mean() - 2 / 3) < 0.01 and abs(random.std() - 0.076) < 0.005
+    with pytest.raises(ValueError, match="3, k, k"):
+        experiments.colourfulness(torch.randn(4, 1, 5, 5))
+
+
+def test_tower_split_finds_sorted_groups_and_not_random_ones():
+    torch.manual_seed(0)
+    sorted_by_group = torch.cat([torch.rand(16) * 0.2, 0.6 + torch.rand(16) * 0.2])
+    split = experiments.tower_split(sorted_by_group, draws=2000)
+    assert split["p"] == 0.0 and abs(split["gap"] - (split["means"][1] - split["means"][0])) < 1e-9
+    mixed = experiments.tower_split(sorted_by_group[torch.randperm(32)], draws=2000)
+    assert mixed["gap"] < split["gap"] and mixed["p"] > 0.001
+    # without sorting, p is spread evenly: about 5% of random layouts reach p < 0.05
+    ps = [experiments.tower_split(torch.rand(32), draws=500, seed=s)["p"] for s in range(200)]
+    assert 0.01 < sum(p < 0.05 for p in ps) / len(ps) < 0.10
+    with pytest.raises(ValueError, match="groups"):
+        experiments.tower_split(torch.rand(31))
+
+
+def test_plot_towers_draws_one_row_per_group():
+    import matplotlib.pyplot as plt
+    fig = experiments.plot_towers(torch.randn(8, 3, 5, 5), title="t")
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 8 and fig.axes[0].get_title() != ""
+    plt.close(fig)

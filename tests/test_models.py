@@ -116,3 +116,56 @@ def test_summary_lists_layers_and_restores_the_training_mode(training):
     assert conv1["parameters"] == sum(p.numel() for p in hooks.get_layer(model, "conv1").parameters())
     assert all(m.training == training for m in model.modules())
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def _conv1_maps_and_later(net: torch.nn.Sequential, x: torch.Tensor, last: str):
+    """conv1's output as a leaf that can take gradients, and `last`'s output computed from it."""
+    maps = net.conv1(x).detach().requires_grad_()
+    out, started = maps, False
+    for name, module in net.named_children():
+        if started:
+            out = module(out)
+        if name == last:
+            return maps, out
+        started = started or name == "conv1"
+
+
+@pytest.mark.parametrize("lrn", [True, False])
+def test_grouped_conv2_sees_only_its_own_halfs_conv1_maps(lrn):
+    """AlexNet section 3.2: conv2 (and conv4, conv5) take input only from the kernel maps on their own
+    GPU; conv3 from both. With groups=2, a conv2 output of group 1 has zero gradient with respect to
+    group 2's conv1 maps, through ReLU, the (per-group) LRN and pooling."""
+    torch.manual_seed(0)
+    net = models.MiniAlexNet(width=0.25, groups=2, lrn=lrn).eval()
+    half1, half2 = net.conv1.out_channels // 2, net.conv2.out_channels // 2
+    x = torch.rand(2, 3, 32, 32)
+    maps, conv2 = _conv1_maps_and_later(net, x, "conv2")
+    grad, = torch.autograd.grad(conv2[:, :half2].sum(), maps)
+    assert grad[:, half1:].abs().max() == 0, "group 1 of conv2 must not see group 2's conv1 maps"
+    assert grad[:, :half1].abs().max() > 0, "but it does see its own group's"
+    maps, conv3 = _conv1_maps_and_later(net, x, "conv3")
+    grad, = torch.autograd.grad(conv3[:, :net.conv3.out_channels // 2].sum(), maps)
+    assert grad[:, half1:].abs().max() > 0 and grad[:, :half1].abs().max() > 0, "conv3 sees both halves"
+
+
+def test_grouped_mini_alexnet_layers():
+    model = models.mini_alexnet(width=0.25, groups=2)
+    net = model.net
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert [net.conv1.groups, net.conv2.groups, net.conv3.groups, net.conv4.groups, net.conv5.groups] == [1, 2, 1, 2, 2]
+    assert net.lrn1.groups == 2 and net.conv1.out_channels == 16
+    # odd channel counts are rounded up to a multiple of two, so the halves are equal
+    assert all(m.out_channels % 2 == 0 for m in models.MiniAlexNet(width=0.1, groups=2) if isinstance(m, torch.nn.Conv2d))
+    assert models.MiniAlexNet(width=0.25).conv2.groups == 1
+    with pytest.raises(ValueError, match="groups"):
+        models.mini_alexnet(groups=3)
+
+
+def test_grouped_lrn_is_two_lrns_side_by_side():
+    torch.manual_seed(0)
+    a = torch.randn(2, 8, 3, 3) * 10
+    lrn = models.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+    both = models.LocalResponseNorm(5, 1e-4, 0.75, 2.0, groups=2)(a)
+    assert torch.allclose(both, torch.cat([lrn(a[:, :4]), lrn(a[:, 4:])], 1))
+    with pytest.raises(ValueError, match="divisible"):
+        models.LocalResponseNorm(groups=2)(torch.randn(1, 7, 2, 2))
