@@ -3,6 +3,7 @@ the ReLU-vs-tanh race of Figure 1 and the ablations that measure overfitting (dr
 overlapping pooling, section 3.4) on the fully connected layers of a trained network."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 
@@ -225,10 +226,24 @@ def overfitting_run(maps: dict, recipe: dict, dropout: float, overlap: bool, see
     train_set = maps["train"].subset(per_class=recipe["per_class"], seed=seed)
     torch.manual_seed(seed)
     head = fc_layers(train_set.images.shape[1], len(train_set.classes), dropout, overlap)
-    _train.fit(head, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
-               weight_decay=recipe["weight_decay"], augment=False, seed=seed, progress=False)
-    fitted, held_out = _train.evaluate(head, train_set)["top1"], _train.evaluate(head, maps["test"])["top1"]
+    with _one_cpu_thread():
+        _train.fit(head, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                   lr=recipe["lr"], weight_decay=recipe["weight_decay"], augment=False, seed=seed, progress=False)
+        fitted, held_out = _train.evaluate(head, train_set)["top1"], _train.evaluate(head, maps["test"])["top1"]
     return {"train_top1": fitted, "test_top1": held_out, "gap": fitted - held_out}
+
+
+@contextlib.contextmanager
+def _one_cpu_thread():
+    """torch on one CPU thread inside, the caller's thread count restored after. Batches of 32 through
+    fc layers of a few hundred units are too small to split: on a busy 2-core machine one run took
+    0.6 CPU-seconds on one thread and 3.6-16 on two (2026-11-30), with the same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ablate(maps: dict, recipe: dict, settings=None, seeds=None) -> pd.DataFrame:

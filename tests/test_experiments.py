@@ -143,3 +143,13 @@ def test_overfitting_panel_trains_what_the_student_picks(isolated_cache):
     assert [t.get_text() for t in picked.axes[0].get_xticklabels()][1] == "dropout 0, 2x2 stride 2"
     with pytest.raises(ValueError, match="pooling"):
         experiments.overfitting_panel(maps, TINY_RECIPE, pooling="4x4")
+
+
+def test_overfitting_run_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        experiments.overfitting_run(_tiny_maps(), TINY_RECIPE, 0.5, True, seed=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
