@@ -1,20 +1,26 @@
 """Small training experiments from the AlexNet paper, shrunk to CIFAR-10 on a laptop:
-the ReLU-vs-tanh race of Figure 1, the ablations of section 3 (LRN, overlapping pooling, dropout),
-and Figure 3's two families of conv1 filters on the two GPUs (colourfulness per filter and group)."""
+the ReLU-vs-tanh race of Figure 1, the ablations that measure overfitting (dropout, section 4.2;
+overlapping pooling, section 3.4) on the fully connected layers of a trained network, and Figure 3's
+two families of conv1 filters on the two GPUs (colourfulness per filter and group)."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from . import ab as _ab
+from . import cache as _cache
 from . import data as _data
 from . import hooks as _hooks
 from . import models as _models
+from . import settings as _settings
 from . import train as _train
 from .plot import to_image
-from .widgets import Choice, panel_controls
+from .widgets import Choice, Slider, panel_controls, validate
 
 
 def epochs_to_reach(errors, error: float = 0.25) -> float:
@@ -170,60 +176,166 @@ def plot_race(results: pd.DataFrame, error: float = 0.25):
     return fig
 
 
-ABLATIONS = {
-    "none (full recipe)": {},
-    "LRN": {"lrn": False},
-    "overlapping pooling": {"overlap": False},
-    "dropout": {"dropout": 0.0},
-}
+# ---------------------------------------------------------------- ablations that measure overfitting
+
+OVERLAP_POOLING = {"3x3 stride 2 (overlapping)": True, "2x2 stride 2": False}
+ABLATIONS = {"full recipe": (0.5, True), "no dropout": (0.0, True),
+             "no overlapping pooling": (0.5, False), "neither": (0.0, False)}  # name -> (dropout, overlap)
 
 
-def ablate(train_set, test_set, epochs: int, seeds=(0, 1), width: float = 0.25, progress: bool = True) -> pd.DataFrame:
-    """Train MiniAlexNet with one ingredient removed at a time, for each seed: a tidy table."""
+def overfitting_recipe(cfg=None) -> dict:
+    """Sizes of the overfitting ablations: few images per class of the classes 09's source network
+    never saw, no augmentation, and only the fully connected part trained, on cached relu5 maps, so
+    a run costs about half a CPU-second and many seeds fit. Full mode: more seeds and held-out
+    images, the same regime. panel_seeds: the seeds a Try-it choice trains (seconds)."""
+    cfg = _settings.current(cfg)
+    return {"per_class": 50, "pool_per_class": 500, "test_per_class": cfg.pick(quick=300, full=1000),
+            "epochs": 30, "lr": 0.01, "batch_size": 32, "weight_decay": 5e-4,
+            "seeds": list(range(cfg.pick(quick=6, full=10))), "panel_seeds": [0, 1, 2], "version": 1}
+
+
+def relu5_maps(model, train_pool: _data.ImageSet, test_set: _data.ImageSet) -> dict:
+    """What `model`'s pool5 receives (its relu5 maps, (N, C, 7, 7) float32 for 32-px images) for
+    every image of both sets, as ImageSets with the same labels: {"train": ..., "test": ...}.
+    Computed once; every ablation run trains on these and never reruns the conv layers."""
+    maps = {part: _ab.layer_inputs(model, images.images, ["pool5"])["pool5"]
+            for part, images in (("train", train_pool), ("test", test_set))}
+    return {part: _data.ImageSet(maps[part], images.labels, images.classes)
+            for part, images in (("train", train_pool), ("test", test_set))}
+
+
+def fc_layers(channels: int, num_classes: int, dropout: float, overlap: bool) -> torch.nn.Sequential:
+    """MiniAlexNet's layers from pool5 on (pool5, flatten, drop6, fc6, relu6, drop7, fc7, relu7,
+    fc8), freshly initialized, for relu5 maps of `channels` x 7 x 7. overlap: pool5 is 3x3 at
+    stride 2 (the paper) or 2x2 at stride 2; on 7x7 maps both give 3x3, as 3x3/2 and 2x2/2 both
+    give 6x6 on AlexNet's 13x13 (the paper compares them at equal output size, section 3.4).
+    dropout: before fc6 and fc7, 0 turns it off."""
+    net = _models.MiniAlexNet(num_classes, lrn=False, dropout=dropout, width=channels / 256)  # conv5: 256 x width
+    if not overlap:
+        net.pool5 = torch.nn.MaxPool2d(2, 2)
+    names = [name for name, _ in net.named_children()]
+    return net[names.index("pool5"):]
+
+
+def overfitting_run(maps: dict, recipe: dict, dropout: float, overlap: bool, seed: int) -> dict:
+    """One ablation run: recipe["per_class"] training maps per class drawn with `seed`, fc layers
+    initialized with `seed`, trained with SGD for recipe["epochs"] without augmentation. Returns
+    top-1 on the training images (eval mode: dropout off) and on the held-out ones, and their gap."""
+    shape = tuple(maps["train"].images.shape[1:])
+    if len(shape) != 3 or shape[1:] != (7, 7):
+        raise ValueError(f"maps hold {shape} per image; the fc layers take relu5 maps of C x 7 x 7, what "
+                         f"MiniAlexNet's pool5 receives for 32-px images: make them with relu5_maps")
+    train_set = maps["train"].subset(per_class=recipe["per_class"], seed=seed)
+    torch.manual_seed(seed)
+    head = fc_layers(train_set.images.shape[1], len(train_set.classes), dropout, overlap)
+    with _one_cpu_thread():
+        _train.fit(head, train_set, None, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                   lr=recipe["lr"], weight_decay=recipe["weight_decay"], augment=False, seed=seed, progress=False)
+        fitted, held_out = _train.evaluate(head, train_set)["top1"], _train.evaluate(head, maps["test"])["top1"]
+    return {"train_top1": fitted, "test_top1": held_out, "gap": fitted - held_out}
+
+
+@contextlib.contextmanager
+def _one_cpu_thread():
+    """torch on one CPU thread inside, the caller's thread count restored after. Batches of 32 through
+    fc layers of a few hundred units are too small to split: on a busy 2-core machine one run took
+    0.6 CPU-seconds on one thread and 3.6-16 on two (2026-11-30), with the same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ablate(maps: dict, recipe: dict, settings=None, seeds=None) -> pd.DataFrame:
+    """Every ablation setting (default ABLATIONS: name -> (dropout, overlap)) on every seed (default
+    recipe["seeds"]): a tidy table, one row per (setting, seed), with overfitting_run's numbers.
+    The same seed gives each setting the same training images, initial weights and batch order,
+    so settings compare paired by seed (paired_effect). Each run is kept in the course cache
+    (cache.remember), keyed by the maps, the recipe, its (dropout, overlap, seed) and the code that
+    runs it: a rerun, or a panel choice made before, loads in milliseconds; editing the code reruns."""
+    settings = ABLATIONS if settings is None else settings
+    seeds = recipe["seeds"] if seeds is None else seeds
+    code = [inspect.getsource(f) for f in (overfitting_run, fc_layers, _models.MiniAlexNet)]
+    data_key = [_data.dataset_hash(maps[part]) for part in ("train", "test")]
     rows = []
-    for removed, change in ABLATIONS.items():
+    for name, (dropout, overlap) in settings.items():
         for seed in seeds:
-            torch.manual_seed(seed)
-            model = _models.mini_alexnet(width=width, **change)
-            _train.fit(model, train_set, epochs=epochs, seed=seed, progress=progress)
-            rows.append({"removed": removed, "seed": seed, **_train.evaluate(model, test_set)})
+            key = {"maps": data_key, "recipe": recipe, "dropout": dropout, "overlap": overlap, "seed": seed,
+                   "code": code}
+            run = _cache.remember("01-ablation-run", key,
+                                  lambda: overfitting_run(maps, recipe, dropout, overlap, seed))
+            rows.append({"setting": name, "dropout": dropout, "overlap": overlap, "seed": seed, **run})
     return pd.DataFrame(rows)
 
 
-ABLATION_PANEL = [Choice("removed", list(ABLATIONS), "none (full recipe)", "remove")]
+def overfitting_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: mean top-1 on the training and held-out images, the gap between them, and the
+    gap's spread between seeds (standard deviation, ddof=1)."""
+    table = results.groupby("setting", sort=False)[["train_top1", "test_top1", "gap"]].mean()
+    table["gap sd"] = results.groupby("setting", sort=False).gap.std(ddof=1)
+    return table
 
 
-@panel_controls(ABLATION_PANEL)
-def ablation_panel(results: pd.DataFrame, removed: str):
-    """Test accuracy with one ingredient removed, beside the full recipe, every seed shown."""
-    if removed not in ABLATIONS:
-        raise ValueError(f"removed is {removed!r}; choose one of {list(ABLATIONS)}")
-    full = "none (full recipe)"
-    bars = {"full recipe": full} if removed == full else {"full recipe": full, f"without {removed}": removed}
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for x, (label, name) in enumerate(bars.items()):
-        scores = results.loc[results.removed == name, "top1"]
-        ax.bar(x, scores.mean(), color=["tab:blue", "tab:orange"][x], alpha=0.6, label=label)
-        ax.scatter([x] * len(scores), scores, color="black", zorder=3, s=12)
-        ax.text(x, scores.mean(), f"{scores.mean():.1%}", ha="center", va="bottom")
-    ax.set_xticks(range(len(bars)), list(bars))
-    ax.set_ylabel("test top-1"); ax.set_ylim(0, 1)
-    ax.set_title("dots: one seed each; their spread is the noise", fontsize=10)
-    fig.tight_layout()
+def paired_effect(results: pd.DataFrame, with_: str, without: str, z: float = 2.0) -> pd.DataFrame:
+    """What an ingredient changes, paired by seed: setting `with_` minus setting `without`, for the
+    training top-1, the held-out top-1 and the gap (rows train_top1, test_top1, gap). Columns: "mean"
+    (over seeds), "margin" (z standard errors of that mean: z * sd / sqrt(seeds), ab.paired_margin;
+    ValueError with fewer than two seeds) and "beyond noise" (|mean| > margin)."""
+    columns = ["train_top1", "test_top1", "gap"]
+    mine = results[results.setting == with_].set_index("seed")[columns]
+    theirs = results[results.setting == without].set_index("seed")[columns]
+    if mine.empty or theirs.empty:
+        raise ValueError(f"no rows for setting {with_!r} or {without!r}; have {sorted(set(results.setting))}")
+    differences = (mine - theirs).dropna()
+    mean, margin = differences.mean(), _ab.paired_margin(differences, z)
+    return pd.DataFrame({"mean": mean, "margin": margin, "beyond noise": mean.abs() > margin})
+
+
+def plot_overfitting(results: pd.DataFrame, ax=None):
+    """Training and held-out top-1 of each setting: bars at the mean, one dot per seed, and the gap
+    between them written above each pair."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for x, (name, part) in enumerate(results.groupby("setting", sort=False)):
+        for shift, column, color, label in ((-0.2, "train_top1", "tab:blue", "training images"),
+                                            (0.2, "test_top1", "tab:orange", "held-out images")):
+            ax.bar(x + shift, part[column].mean(), width=0.38, color=color, alpha=0.6, label=label if x == 0 else None)
+            ax.scatter([x + shift] * len(part), part[column], color="black", s=10, zorder=3)
+        ax.text(x, part.train_top1.max() + 0.03, f"gap {part.gap.mean():.2f}", ha="center", fontsize=10)
+    names = list(dict.fromkeys(results.setting))
+    ax.set_xticks(range(len(names)), names, fontsize=10)
+    ax.set_ylabel("top-1"); ax.set_ylim(0, 1.3)
+    ax.legend(fontsize=10, loc="upper left", ncol=2)
+    ax.set_title("dots: one seed each; the gap is training minus held-out", fontsize=10)
+    if fig is not None:
+        fig.tight_layout()
+    return fig or ax.figure
+
+
+OVERFITTING_PANEL = [Slider("dropout", 0.0, 0.75, 0.25, 0.5, "dropout p"),
+                     Choice("pooling", list(OVERLAP_POOLING), "3x3 stride 2 (overlapping)", "pool5"),
+                     Slider("per_class", 10, 100, 10, 50, "images/class")]
+
+
+@panel_controls(OVERFITTING_PANEL)
+def overfitting_panel(maps: dict, recipe: dict, dropout: float = 0.5,
+                      pooling: str = "3x3 stride 2 (overlapping)", per_class: int = 50):
+    """Trains the ablation the student picks (dropout p, pool5 overlapping or not, images per class)
+    on recipe["panel_seeds"], beside the full recipe at the same size, each run cached (ablate):
+    training and held-out top-1 per seed and the gap between them."""
+    validate(OVERFITTING_PANEL, dropout=dropout, pooling=pooling, per_class=per_class)
+    pick = (float(dropout), OVERLAP_POOLING[pooling])
+    chosen = {"full recipe": ABLATIONS["full recipe"]}
+    if pick != ABLATIONS["full recipe"]:
+        chosen[f"dropout {dropout:g}, {pooling.split(' (')[0]}"] = pick
+    results = ablate(maps, {**recipe, "per_class": int(per_class)}, chosen, recipe["panel_seeds"])
+    fig = plot_overfitting(results)
+    fig.axes[0].set_title(f"{per_class} training images per class, {len(recipe['panel_seeds'])} seeds "
+                          f"(dots); gap = training minus held-out", fontsize=10)
     return fig
-
-
-def noise_verdict(results: pd.DataFrame) -> pd.DataFrame:
-    """Each ablation's change against the full recipe, and whether it exceeds the seed spread."""
-    base = results[results.removed == "none (full recipe)"]["top1"]
-    spread = float(base.max() - base.min())
-    rows = []
-    for name, group in results.groupby("removed", sort=False):
-        change = float(group.top1.mean() - base.mean())
-        noise = max(spread, float(group.top1.max() - group.top1.min()))
-        rows.append({"removed": name, "mean top1": group.top1.mean(), "change": change,
-                     "seed spread": noise, "beyond noise": abs(change) > noise})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- Figure 3: two families on two GPUs

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from coursekit import data, experiments, models
+from coursekit import data, experiments, models, train
 
 
 def _toy_set(n=40, seed=0):
@@ -106,3 +106,85 @@ def test_plot_towers_draws_one_row_per_group():
     images = [ax for ax in fig.axes if ax.images]
     assert len(images) == 8 and fig.axes[0].get_title() != ""
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- the overfitting ablations
+
+def _tiny_maps(per_class=12, classes=3, channels=8, seed=0):
+    """relu5-shaped maps (N, channels, 7, 7) where class k lights channel k: learnable, and small."""
+    g = torch.Generator().manual_seed(seed)
+
+    def part(n):
+        labels = torch.arange(n * classes) % classes
+        maps = torch.rand(len(labels), channels, 7, 7, generator=g)
+        maps[torch.arange(len(labels)), labels] += 1.0
+        return data.ImageSet(maps, labels, [f"c{k}" for k in range(classes)])
+    return {"train": part(per_class), "test": part(per_class)}
+
+
+TINY_RECIPE = {"per_class": 6, "pool_per_class": 12, "test_per_class": 12, "epochs": 8, "lr": 0.05,
+               "batch_size": 8, "weight_decay": 0.0, "seeds": [0, 1], "panel_seeds": [0, 1], "version": 1}
+
+
+@pytest.mark.parametrize("overlap, window", [(True, 3), (False, 2)])
+def test_fc_layers_pool_relu5_maps_to_the_same_size_either_way(overlap, window):
+    head = experiments.fc_layers(8, 3, 0.5, overlap)
+    assert [name for name, _ in head.named_children()][0] == "pool5" and head.pool5.kernel_size == window
+    assert head.drop6.p == head.drop7.p == 0.5 and head.fc6.in_features == 8 * 3 * 3
+    assert head(torch.rand(2, 8, 7, 7)).shape == (2, 3)
+    assert experiments.fc_layers(8, 3, 0.0, overlap).drop6.p == 0.0
+
+
+def test_overfitting_run_scores_training_and_held_out_images():
+    run = experiments.overfitting_run(_tiny_maps(), TINY_RECIPE, 0.0, True, seed=0)
+    assert run["train_top1"] > 0.9 and run["test_top1"] > 1 / 3  # learnable maps: learned
+    assert run["gap"] == pytest.approx(run["train_top1"] - run["test_top1"])
+    with pytest.raises(ValueError, match="7 x 7"):
+        experiments.overfitting_run({"train": data.ImageSet(torch.rand(4, 8, 5, 5), torch.arange(4) % 2, ["a", "b"]),
+                                     "test": None}, TINY_RECIPE, 0.0, True, seed=0)
+
+
+def test_ablate_runs_each_setting_on_each_seed_and_caches_every_run(isolated_cache, monkeypatch):
+    maps = _tiny_maps()
+    first = experiments.ablate(maps, TINY_RECIPE)
+    assert len(first) == len(experiments.ABLATIONS) * 2 and set(first.seed) == {0, 1}
+    assert list(first.columns[:4]) == ["setting", "dropout", "overlap", "seed"]
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    again = experiments.ablate(maps, TINY_RECIPE)
+    pd.testing.assert_frame_equal(first, again)
+    subset = experiments.ablate(maps, TINY_RECIPE, {"mine": (0.5, True)}, seeds=[1])  # the panel's kind of call
+    assert subset.drop(columns="setting").iloc[0].equals(
+        first[(first.setting == "full recipe") & (first.seed == 1)].drop(columns="setting").iloc[0])
+
+
+def test_paired_effect_is_the_mean_difference_by_seed_with_its_margin():
+    rows = [{"setting": name, "seed": seed, "train_top1": t, "test_top1": h, "gap": t - h}
+            for seed, shift in enumerate((0.0, 0.02, 0.04))
+            for name, t, h in (("with", 0.7 + shift, 0.5 + shift), ("without", 1.0, 0.5 + 2 * shift))]
+    effect = experiments.paired_effect(pd.DataFrame(rows), "with", "without")
+    assert effect.loc["train_top1", "mean"] == pytest.approx(-0.28)
+    assert effect.loc["test_top1", "mean"] == pytest.approx(-0.02)
+    assert effect.loc["test_top1", "margin"] == pytest.approx(2 * 0.02 / math.sqrt(3))
+    assert effect.loc["gap", "beyond noise"] and not effect.loc["test_top1", "beyond noise"]
+    with pytest.raises(ValueError, match="no rows"):
+        experiments.paired_effect(pd.DataFrame(rows), "with", "nothing")
+
+
+def test_overfitting_panel_trains_what_the_student_picks(isolated_cache):
+    maps = _tiny_maps()
+    alone = experiments.overfitting_panel(maps, TINY_RECIPE)  # the full recipe itself: one pair of bars
+    picked = experiments.overfitting_panel(maps, TINY_RECIPE, dropout=0.0, pooling="2x2 stride 2", per_class=10)
+    assert len(alone.axes[0].patches) == 2 and len(picked.axes[0].patches) == 4
+    assert [t.get_text() for t in picked.axes[0].get_xticklabels()][1] == "dropout 0, 2x2 stride 2"
+    with pytest.raises(ValueError, match="pooling"):
+        experiments.overfitting_panel(maps, TINY_RECIPE, pooling="4x4")
+
+
+def test_overfitting_run_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        experiments.overfitting_run(_tiny_maps(), TINY_RECIPE, 0.5, True, seed=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

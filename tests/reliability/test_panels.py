@@ -65,9 +65,18 @@ def _learning_results():
                          for i, m in enumerate(("scratch", "fixed features", "fine-tune")) for n in (5, 20, 100, 500)])
 
 
-def _ablation_results(module):
-    return pd.DataFrame([{"removed": r, "seed": s, "top1": 0.5 + 0.01 * s} for r in module.ABLATIONS
-                         for s in (0, 1)])
+def _relu5_maps():
+    """01's ablation panel trains fc layers on relu5 maps (N, C, 7, 7): tiny ones, class k lighting channel k."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(45) % 3  # 15 a class: the images/class slider's low end (10) draws fewer
+    maps = torch.rand(45, 8, 7, 7, generator=g)
+    maps[torch.arange(45), labels] += 1.0
+    part = data.ImageSet(maps, labels, ["a", "b", "c"])
+    return {"train": part, "test": part}
+
+
+ABLATION_RECIPE = {"per_class": 4, "pool_per_class": 8, "test_per_class": 8, "epochs": 2, "lr": 0.05,
+                   "batch_size": 8, "weight_decay": 0.0, "seeds": [0], "panel_seeds": [0], "version": 1}
 
 
 def _snapshots(model):
@@ -91,7 +100,9 @@ CONTEXT = {  # parameter name -> builder(module, model)
     "label": lambda m, model: 3,
     "class_index": lambda m, model: 3,
     "classes": lambda m, model: list(data.CIFAR10_CLASSES),
-    "results": lambda m, model: _ablation_results(m) if hasattr(m, "ABLATIONS") else _ab_results(),
+    "results": lambda m, model: _ab_results(),
+    "maps": lambda m, model: _relu5_maps(),
+    "overfitting_panel.recipe": lambda m, model: dict(ABLATION_RECIPE),
     "learning_panel.results": lambda m, model: _learning_results(),
     "snapshots": lambda m, model: _snapshots(model),
     "table": lambda m, model: _cka_table(),
@@ -167,6 +178,12 @@ def beyond(controls):
 
 FUZZ = settings(max_examples=3, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(isolated_cache):
+    """Panels that train what the student picks cache their runs (01's ablations): never in the course cache."""
+    return isolated_cache
 
 
 def test_panels_were_found():
