@@ -45,10 +45,12 @@ instructor: $(VENV)/.installed
 # (under nbval where there is no Chromium); then the null runs, whose report joins that run's results.
 # Two workers on two cores: one thread per notebook kernel, as tests/conftest.py gives each unit-test
 # worker (more threads only fight). warm first: the networks the notebooks share are trained once with
-# both cores, instead of by one worker while the other waits on the cache lock
+# both cores, instead of by one worker while the other waits on the cache lock. --dist loadscope keeps
+# a module's tests on one worker, so a module-wide fixture (the hostile submissions graded once in
+# test_grading_hostile: 87-131 s) is built once, not once per worker
 test: $(VENV)/.installed
 	$(PY) -m coursekit warm
-	$(PY) -m pytest -n 2 tests --ignore=tests/browser --ignore=tests/paperchecks
+	$(PY) -m pytest -n 2 --dist loadscope tests --ignore=tests/browser --ignore=tests/paperchecks
 	sh tools/install_chromium.sh
 	if $(PY) -m tests.browser.chromium; then $(PY) -m pytest -m "not site" tests/browser; else $(NBVAL); fi
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not costly" tests/paperchecks
