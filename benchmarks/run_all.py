@@ -5,6 +5,10 @@ or caches) and leaves results/<name>.json; optimize_step and attack_step print t
 parsed here. A benchmark that outlasts its share of the budget is stopped and reported as such.
 
     python -m benchmarks.run_all [--quick] [--budget 1680] [--only train_throughput occlusion] [--report]
+
+`--report --only NAMES` rewrites only those benchmarks' sections of BENCHMARKS.md and keeps the rest as
+it stands: results/ holds only what this machine measured (a new machine starts with none), and the
+page must not lose the numbers measured elsewhere.
 """
 from __future__ import annotations
 
@@ -100,12 +104,23 @@ def fmt(value) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _other_machine(ran_on: dict, info: dict) -> str:
+    """Where a record was measured on another CPU than the one assembling the page (sessions get
+    different machines), say which, with its bf16 flag: training times differ about 1.75x by it."""
+    if not ran_on.get("cpu") or (ran_on["cpu"], ran_on.get("bf16")) == (info.get("cpu"), info.get("bf16")):
+        return ""
+    bf16 = {True: ", bf16 instructions", False: ", no bf16 instructions (fp32 training)"}.get(ran_on.get("bf16"), "")
+    return f"; measured on {ran_on['cpu']}{bf16}"
+
+
 def verdict(met) -> str:
     return "" if met is None else ("met" if met else "**not met**")
 
 
-def write_markdown(records: list[dict], quick: bool, started: str, seconds: float, path: Path,
-                   report: bool = False) -> None:
+def write_markdown(records: list[dict], quick: bool, started: str, seconds: float, report: bool = False,
+                   every_machine: bool = False) -> str:
+    """BENCHMARKS.md's text for these records; `every_machine` names each record's machine even where
+    it is the one running this (for sections merged into a page assembled elsewhere)."""
     info = machine()
     made = (f"Assembled on {started} by `python -m benchmarks.run_all --report` from the results of the "
             "separate runs below, each with its own command, time and load." if report else
@@ -113,7 +128,8 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
             f"in {seconds / 60:.1f} minutes.")
     lines = [
         "# Benchmarks", "", made, "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['torch_threads']} threads; "
+        f"Machine: {info['cpu']}{', bf16 instructions' if info['bf16'] else ', no bf16 instructions (fp32 training)'}, "
+        f"{info['cores']} cores, torch {info['torch']} with {info['torch_threads']} threads; "
         f"1-minute load average at the end: {info['load_average_1min']:.1f} "
         "(this machine is shared: absolute times are inflated by other programs; ratios are measured "
         "in alternating rounds within one process so load hits both sides alike).", "",
@@ -124,10 +140,12 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
         "![ratios against their targets](benchmarks/bench.png)", "",
     ]
     for record in records:
-        load = record.get("machine", {}).get("load_average_1min")
+        ran_on = record.get("machine", {})
+        load = ran_on.get("load_average_1min")
         lines += [f"## {record['name']}", "", f"`{record['command']}` — {record.get('status', '?')}"
                   + (f", {record['seconds']:.0f} s" if "seconds" in record else "")
-                  + (f"; load average {load:.0f} on {info['cores']} cores when it finished" if load else ""), ""]
+                  + (f"; load average {load:.0f} on {info['cores']} cores when it finished" if load else "")
+                  + _other_machine(ran_on, {} if every_machine else info), ""]
         if record.get("compile_note"):
             lines += [f"torch.compile: {record['compile_note']}", ""]
         if record["rows"]:
@@ -139,7 +157,31 @@ def write_markdown(records: list[dict], quick: bool, started: str, seconds: floa
     lines += ["## Targets not met", ""] + ([f"- {name}: {r['measure']} = {fmt(r['value'])} {r['unit']} "
                                            f"(target {r['target']})" for name, r in missed] or ["- none"])
     lines += ["", limits(records), NOTES]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def sections(page: str) -> list[tuple[str, str]]:
+    """A page cut at its '## ' headings: (heading, text) pairs, the text before the first as ''."""
+    parts = re.split(r"(?m)^(?=## )", page)
+    return [(part.splitlines()[0][3:].strip() if part.startswith("## ") else "", part) for part in parts]
+
+
+def merge_sections(old: str, new: str, names: list[str]) -> str:
+    """`old` with the sections of `names` and their lines under 'Targets not met' taken from `new`; a
+    section `old` lacks goes in before 'Targets not met'. The notes (NOTES) always come from `new`."""
+    fresh, stale = dict(sections(new)), sections(old)
+    names = [*names, "How to read these numbers"]
+    def ours(line):
+        return any(line.startswith(f"- {name}:") for name in names)
+    merged = []
+    for heading, text in stale:
+        if heading == "Targets not met":
+            merged += [fresh[n] for n in names if n in fresh and n not in dict(stale)]
+            kept = [line for line in text.splitlines()[1:] if line.startswith("- ") and line != "- none" and not ours(line)]
+            missed = [line for line in fresh.get(heading, "").splitlines() if ours(line)]
+            text = "## Targets not met\n\n" + "\n".join(kept + missed or ["- none"]) + "\n\n"
+        merged.append(fresh[heading] if heading in names and heading in fresh else text)
+    return "".join(merged)
 
 
 NOTES = """## How to read these numbers
@@ -254,8 +296,16 @@ def main(argv=None):
     # measured apart (too long for make bench): longer schedules and full-mode notebook times
     apart = sorted(RESULTS.glob("time_to_accuracy_*ep.json")) + [RESULTS / "course_walltime_full.json"]
     records += [earlier(path.stem) for path in apart if path.exists()]
+    page = ROOT / "BENCHMARKS.md"
+    partial = bool(args.report and args.only and page.exists())
+    text = write_markdown(records, args.quick, started, time.perf_counter() - tic, args.report, partial)
+    if partial:  # a benchmark with no result here keeps the section it has
+        measured = [name for name in args.only if (RESULTS / f"{name}.json").exists()]
+        page.write_text(merge_sections(page.read_text(), text, measured))
+        print(f"\nrewrote the sections {', '.join(measured) or '(none: no results/ for them)'} of {page}")
+        return
     plot(records, Path(__file__).resolve().parent / "bench.png")
-    write_markdown(records, args.quick, started, time.perf_counter() - tic, ROOT / "BENCHMARKS.md", args.report)
+    page.write_text(text)
     print(f"\nwrote {ROOT / 'BENCHMARKS.md'} in {(time.perf_counter() - tic) / 60:.1f} min")
 
 
