@@ -180,7 +180,11 @@ def cifar_ab(split: _data.Split, recipe: dict, cfg=None, progress: bool = True):
         one = {**recipe, "seeds": [seed], "fine_tune_seeds": [seed] if seed in recipe["fine_tune_seeds"] else []}
         path = cfg.cache_dir / "transfer" / f"ab-{split.name}-{_cache.config_key([split.a, split.b, one])}.pt"
         run = lambda: {"rows": _cifar_ab_run(split, one, cfg, progress).to_dict("list")}
-        stored, _ = _cache.cached(path, run, one)
+        # every network here is trained from the data, none handed out, so the untrained null's
+        # A/B results are the real run's (the shuffled-labels null changes the data: it trains)
+        stored = _cache.real_run_copy(path, one, cfg) if cfg.null == "untrained" else None
+        if stored is None:
+            stored, _ = _cache.cached(path, run, one)
         frames.append(pd.DataFrame(stored["rows"]))
     return pd.concat(frames, ignore_index=True)
 

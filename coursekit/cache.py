@@ -84,6 +84,19 @@ def cached(path: Path, build: Callable[[], Any], recipe=None,
     return stored, True
 
 
+def real_run_copy(path: Path, recipe, cfg) -> Any | None:
+    """The real run's file for the null run's cache file `path` (one `cached` wrote there with this
+    `recipe`), or None when it is missing or holds another recipe. Only for a result the null cannot
+    change: the untrained null leaves a network the notebook trains itself, from the data alone,
+    exactly as in the real run, and recomputing it costs the null run minutes for the same numbers.
+    Read only: a null run never writes into the real cache."""
+    if not cfg.null:
+        return None
+    real = cfg.cache_dir.parent / path.relative_to(cfg.cache_dir)  # cache_dir is <cache>/null-<kind>
+    stored = safe_load(real) if real.exists() else None
+    return stored if isinstance(stored, dict) and stored.get("recipe") == recipe else None
+
+
 def remember(name: str, key, build: Callable[[], Any], cfg=None) -> Any:
     """An experiment's numbers, computed once per `key` and kept in the course cache: reopening a
     notebook (or the next run of it) loads them in seconds instead of training again.

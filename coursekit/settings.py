@@ -11,7 +11,8 @@ COURSEKIT_NULL=         a null run, the world a paper check must fail in: `untra
                         the course hands out as trained, backbone and source networks, keeps its
                         initial weights) or `shuffled-labels` (the same, and CIFAR-10's training
                         labels are permuted, so what a notebook trains itself learns no classes).
-                        Its results cache apart, in <cache>/null-<kind>, never in the real cache.
+                        Its results cache apart, in <cache>/null-<kind>, never in the real cache
+                        (it may read the real run's copy of what the null cannot change).
 
 Defaults for data and cache: data/ and data/cache in a source checkout (git clone, `pip install -e`);
 per-user directories when coursekit is installed as a package (`python -m coursekit doctor` shows

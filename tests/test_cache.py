@@ -78,3 +78,38 @@ def test_remember_computes_once_per_key_and_keeps_null_runs_apart(tmp_path, monk
     monkeypatch.setenv("COURSEKIT_NULL", "untrained")
     cache.remember("exp", key, build, settings.load())
     assert build.calls == 3                                            # a null run never reads the real cache
+
+
+def _settings(tmp_path, null):
+    from coursekit import settings
+    base = tmp_path / "cache"
+    return settings.Settings(quick=True, data_roots=(tmp_path,), cache_dir=base / f"null-{null}" if null else base,
+                             device=torch.device("cpu"), offline=True, seed=0, backbone="cifar10", null=null)
+
+
+def test_a_null_run_reads_the_real_runs_copy_and_never_writes_there(tmp_path):
+    real_cfg, null_cfg = _settings(tmp_path, ""), _settings(tmp_path, "untrained")
+    name = "transfer/ab-random.pt"
+    assert cache.real_run_copy(null_cfg.cache_dir / name, {"seed": 0}, null_cfg) is None   # nothing cached yet
+    cache.cached(real_cfg.cache_dir / name, Builder({"rows": [1]}), recipe={"seed": 0})
+    assert cache.real_run_copy(null_cfg.cache_dir / name, {"seed": 0}, null_cfg)["rows"] == [1]
+    assert cache.real_run_copy(null_cfg.cache_dir / name, {"seed": 1}, null_cfg) is None   # another recipe
+    assert cache.real_run_copy(real_cfg.cache_dir / name, {"seed": 0}, real_cfg) is None   # not a null run
+    assert not (null_cfg.cache_dir / name).exists()
+
+
+def test_the_untrained_null_takes_the_real_ab_experiment_and_the_shuffled_one_trains(tmp_path, monkeypatch):
+    from coursekit import ab, data
+    split = data.Split("random", ("airplane", "cat"), ("dog", "ship"))
+    recipe = {"seeds": [0], "fine_tune_seeds": []}
+    trained = []
+    def run(split, recipe, cfg, progress):
+        import pandas as pd
+        trained.append(cfg.null)
+        return pd.DataFrame({"config": ["baseB"], "top1": [0.5 if not cfg.null else 0.25]})
+    monkeypatch.setattr(ab, "_cifar_ab_run", run)
+    real = ab.cifar_ab(split, recipe, _settings(tmp_path, ""))
+    untrained = ab.cifar_ab(split, recipe, _settings(tmp_path, "untrained"))
+    shuffled = ab.cifar_ab(split, recipe, _settings(tmp_path, "shuffled-labels"))
+    assert trained == ["", "shuffled-labels"]
+    assert untrained.top1.tolist() == real.top1.tolist() == [0.5] and shuffled.top1.tolist() == [0.25]
