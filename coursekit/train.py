@@ -97,6 +97,24 @@ def chance_bound(n_images: int, n_classes: int, z: float = 3.0) -> float:
     return p + z * math.sqrt(p * (1 - p) / n_images)
 
 
+class NotLearned(AssertionError):
+    """A paper check's precondition failed: a network it reads scored at chance on held-out images,
+    so the check's claim cannot be tested, not that it was refuted. Raised by `require_learned`; the
+    null-run test (tests/paperchecks) does not count it as the check failing in its null, since a
+    claim must fail by its own assert and any network that learns nothing fails a precondition."""
+
+
+def require_learned(top1, bound: float, what: str) -> None:
+    """Raise NotLearned unless every held-out top-1 in `top1` (a number or a sequence of them, one
+    per run) is above `bound` (`chance_bound`); `what` names the networks in the message. A paper
+    check calls it after the claim's own assert, so that in a null run the claim fails first."""
+    scores = [float(v) for v in (top1 if hasattr(top1, "__iter__") else [top1])]
+    if min(scores) <= bound:
+        raise NotLearned(f"{what}: held-out top-1 {[round(v, 3) for v in scores]}, not above what guessing "
+                         f"reaches by luck ({bound:.3f}): the network learned no classes, so this check cannot "
+                         f"say anything; train longer or with more images (full mode: COURSEKIT_QUICK=0)")
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,

@@ -296,3 +296,14 @@ def test_every_schedule_scales_each_group_by_the_same_factor():
         assert max(fast) == pytest.approx(0.1) and min(fast) < 0.01, schedule  # peaks at lr, anneals
         if schedule == "onecycle-cosine":  # torch's OneCycleLR: from lr/25, at lr after a quarter
             assert fast[0] == pytest.approx(0.1 / 25) and fast[3] == pytest.approx(0.1)
+
+
+def test_require_learned_names_the_networks_and_is_not_a_plain_assertion():
+    import pandas as pd
+    from coursekit.train import NotLearned, chance_bound, require_learned
+    bound = chance_bound(500, 5)
+    require_learned(pd.Series([0.41, 0.45]), bound, "baseB")          # every run above the bound: silent
+    require_learned(0.41, bound, "baseB")
+    with pytest.raises(NotLearned, match=r"baseB: held-out top-1 \[0.41, 0.2\]"):
+        require_learned([0.41, 0.2], bound, "baseB")
+    assert issubclass(NotLearned, AssertionError) and NotLearned.__name__ != "AssertionError"

@@ -42,13 +42,17 @@ def paper_checks(notebook: Path) -> list[Check]:
     return checks
 
 
+# a check whose precondition failed (train.NotLearned): not a failure of its claim
+NOT_LEARNED = "fails: not learned"
+
+
 def outcome(cell) -> str:
-    """'passes', 'fails' (an AssertionError) or 'crashes: <error name>' for an executed cell."""
+    """'passes', 'fails' (an AssertionError), NOT_LEARNED or 'crashes: <error name>' for an executed cell."""
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     if not errors:
         return "passes"
     name = errors[0].get("ename", "")
-    return "fails" if name == "AssertionError" else f"crashes: {name}"
+    return {"AssertionError": "fails", "NotLearned": NOT_LEARNED}.get(name, f"crashes: {name}")
 
 
 def run(notebook: Path, env: dict[str, str]) -> list:

@@ -13,7 +13,7 @@ import pytest
 
 from coursekit.settings import NULLS
 
-from .checks import outcome, paper_checks, run
+from .checks import NOT_LEARNED, outcome, paper_checks, run
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 # Null runs that retrain more than `make test`'s 30 minutes allow; `make nullruns` runs them all.
@@ -55,7 +55,8 @@ def test_paper_checks_fail_in_their_null(notebook, null, record_property):
     every_check = {c.cell for c in paper_checks(notebook)}
     crashed = [(i, outcome(cell)) for i, cell in enumerate(cells)
                if i not in every_check and outcome(cell) != "passes"]
-    assert not passing, f"{notebook.name}: these checks do not fail with COURSEKIT_NULL={null}: {passing}"
+    assert not passing, (f"{notebook.name}: these checks do not fail with COURSEKIT_NULL={null}: {passing} "
+                         f"('{NOT_LEARNED}': only the precondition failed, the claim's own assert held)")
     assert not crashed, f"{notebook.name}: these cells raised with COURSEKIT_NULL={null}: {crashed}"
 
 
@@ -70,3 +71,10 @@ def test_notebook_runs_on_the_imagenet_path(notebook):
     raised = [(i, outcome(cell)) for i, cell in enumerate(cells) if outcome(cell) != "passes"
               and not (i in checks and outcome(cell) == "fails")]
     assert not raised, f"{notebook.name} on random-weights ImageNet AlexNet: these cells raised: {raised}"
+
+
+def test_a_failed_precondition_is_not_the_claim_failing():
+    """train.NotLearned (a network at chance) must not count as a check failing in its null."""
+    error = {"outputs": [{"output_type": "error", "ename": "NotLearned"}]}
+    assert outcome(error) == NOT_LEARNED != "fails"
+    assert outcome({"outputs": [{"output_type": "error", "ename": "AssertionError"}]}) == "fails"
