@@ -126,8 +126,9 @@ def race_verdict(results: pd.DataFrame, error: float = 0.25) -> dict:
     "ahead" (at the last epoch ReLU's lead exceeds the seed margin; False with one seed),
     "leading_epochs" (the epochs where it does), "ratio" (tanh's epochs over ReLU's, the paper's
     "six times faster"; a lower bound when tanh does not arrive; None when ReLU does not arrive),
-    "speedup" (the same ratio at the error tanh ends the race with, which every race reaches:
-    the race's epochs over the epochs ReLU needs to get there) and "text", one sentence."""
+    "speedup" (the same ratio at the error tanh ends the race with: the race's epochs over the
+    epochs ReLU needs to get there; None when ReLU never gets down to it, which a ratio of
+    epochs / inf would print as "0.0x as fast") and "text", one sentence."""
     curves = race_curves(results)
     reach = {name: epochs_to_reach(curves[name], error) for name in ("relu", "tanh")}
     relu, tanh = reach["relu"], reach["tanh"]
@@ -142,9 +143,14 @@ def race_verdict(results: pd.DataFrame, error: float = 0.25) -> dict:
         ratio, text = tanh / relu, (f"ReLU reached {error:.0%} at epoch {relu}, tanh at epoch {tanh}: "
                                     f"{tanh / relu:.1f}x (paper: about 6x)")
     tanh_end = float(curves.tanh.iloc[-1])
-    speedup = epochs / epochs_to_reach(curves.relu, tanh_end)
-    text += (f"; at tanh's final {tanh_end:.1%} training error ReLU is {speedup:.1f}x as fast (paper, at 25%: "
-             f"about 6x); ReLU leads by more than the seed spread at epochs {leading} of 1-{epochs}")
+    relu_there = epochs_to_reach(curves.relu, tanh_end)
+    if relu_there == math.inf:
+        speedup = None
+        text += f"; ReLU never got down to tanh's final {tanh_end:.1%} training error"
+    else:
+        speedup = epochs / relu_there
+        text += f"; at tanh's final {tanh_end:.1%} training error ReLU is {speedup:.1f}x as fast (paper, at 25%: about 6x)"
+    text += f"; ReLU leads by more than the seed spread at epochs {leading} of 1-{epochs}"
     return {"reach": reach, "first": relu < tanh, "ahead": epochs in leading, "leading_epochs": leading,
             "ratio": ratio, "speedup": speedup, "text": text}
 
