@@ -260,10 +260,10 @@ def ablate(maps: dict, recipe: dict, settings=None, seeds=None) -> pd.DataFrame:
     The same seed gives each setting the same training images, initial weights and batch order,
     so settings compare paired by seed (paired_effect). Each run is kept in the course cache
     (cache.remember), keyed by the maps, the recipe, its (dropout, overlap, seed) and the code that
-    runs it: a rerun, or a panel choice made before, loads in milliseconds; editing the code reruns."""
+    runs it (overfitting_run, fc_layers, MiniAlexNet and the training loop, train.fit): a rerun, or a panel choice made before, loads in milliseconds; editing the code reruns."""
     settings = ABLATIONS if settings is None else settings
     seeds = recipe["seeds"] if seeds is None else seeds
-    code = [inspect.getsource(f) for f in (overfitting_run, fc_layers, _models.MiniAlexNet)]
+    code = [inspect.getsource(f) for f in (overfitting_run, fc_layers, _models.MiniAlexNet, _train.fit)]
     data_key = [_data.dataset_hash(maps[part]) for part in ("train", "test")]
     rows = []
     for name, (dropout, overlap) in settings.items():
