@@ -153,7 +153,8 @@ def test_ablate_runs_each_setting_on_each_seed_and_caches_every_run(isolated_cac
     first = experiments.ablate(maps, TINY_RECIPE)
     assert len(first) == len(experiments.ABLATIONS) * 2 and set(first.seed) == {0, 1}
     assert list(first.columns[:4]) == ["setting", "dropout", "overlap", "seed"]
-    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    # a recomputed run would score its head again; fit itself cannot be patched: its source is in the key
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: pytest.fail("a cached run was trained again"))
     again = experiments.ablate(maps, TINY_RECIPE)
     pd.testing.assert_frame_equal(first, again)
     subset = experiments.ablate(maps, TINY_RECIPE, {"mine": (0.5, True)}, seeds=[1])  # the panel's kind of call
