@@ -315,7 +315,9 @@ def resnet18(pretrained: bool = True) -> PixelModel:
 def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int = 32,
                    pixels: str = "standardized") -> nn.Sequential:
     """The kind of net behind AlexNet's Figure 1: three conv layers and one fully connected,
-    no normalization, no dropout, PyTorch's default init for both activations (a fair race).
+    no normalization, no dropout. Built with PyTorch's default init; Figure 1's race
+    (experiments.race_runner) then re-initializes it with `paper_init` for both activations, the
+    paper's conditions, under which tanh starts saturated: not a neutral init for tanh.
 
     Takes (N, 3, 32, 32) pixels in [0, 1]. pixels: what the first layer sees. "standardized":
     (x - mean) / std per channel; "centred-255": the paper's raw RGB values (0-255) with the
@@ -339,8 +341,11 @@ def four_layer_cnn(activation: str = "relu", num_classes: int = 10, width: int =
 
 
 def paper_init(net: nn.Module, std: float = 0.01) -> None:
-    """Krizhevsky et al. 2012's initialization (section 5): every weight from N(0, std), biases 0,
-    for both activations. With centred 0-255 pixels conv1's pre-activations then have a standard
+    """Krizhevsky et al. 2012's initialization, simplified: weights N(0, std^2) as in section 5
+    (std 0.01: a standard deviation, not a variance), biases 0 (the paper sets the biases of conv2,
+    conv4, conv5 and the hidden fully connected layers to 1, and the rest to 0), for both
+    activations. Every nn.Conv2d and nn.Linear of `net` is re-initialized in place; other modules are
+    left alone; returns None. With centred 0-255 pixels conv1's pre-activations then have a standard
     deviation of about 5, so tanh units start saturated (|tanh| near 1) and ReLUs do not."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

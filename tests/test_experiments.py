@@ -71,6 +71,10 @@ def test_verdict_reads_reach_ratio_and_seed_margin():
     assert not experiments.race_verdict(_race({0: [0.5, 0.4]}, {0: [0.8, 0.7]}))["ahead"]
     both = experiments.race_verdict(_race({0: [0.3, 0.2]}, {0: [0.5, 0.25]}))
     assert both["reach"] == {"relu": 2, "tanh": 2} and not both["first"] and both["ratio"] == 1.0
+    # ReLU never gets down to tanh's final error: no speedup, and no "0.0x as fast"
+    behind = experiments.race_verdict(_race({0: [0.8, 0.7]}, {0: [0.7, 0.5]}))
+    assert behind["speedup"] is None and "never got down to tanh's final 50.0%" in behind["text"]
+    assert "as fast" not in behind["text"]
 
 
 def test_colourfulness_of_grey_opponent_and_random_filters():
@@ -149,7 +153,8 @@ def test_ablate_runs_each_setting_on_each_seed_and_caches_every_run(isolated_cac
     first = experiments.ablate(maps, TINY_RECIPE)
     assert len(first) == len(experiments.ABLATIONS) * 2 and set(first.seed) == {0, 1}
     assert list(first.columns[:4]) == ["setting", "dropout", "overlap", "seed"]
-    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    # a recomputed run would score its head again; fit itself cannot be patched: its source is in the key
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: pytest.fail("a cached run was trained again"))
     again = experiments.ablate(maps, TINY_RECIPE)
     pd.testing.assert_frame_equal(first, again)
     subset = experiments.ablate(maps, TINY_RECIPE, {"mine": (0.5, True)}, seeds=[1])  # the panel's kind of call

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from coursekit.settings import NULLS
@@ -39,10 +40,21 @@ def test_every_paper_check_names_one_known_null():
                          f"{NULLS[1:]}: {unnamed}")
 
 
+def _no_checks_reason(notebook: Path) -> str:
+    """Why a notebook has no paper check: its metadata "paper_checks" (a sentence), or ""."""
+    reason = nbformat.read(notebook, as_version=4).metadata.get("paper_checks", "")
+    return reason.strip() if isinstance(reason, str) else ""
+
+
 def test_every_paper_notebook_has_paper_checks():
-    """Notebooks 01-11 each reproduce a paper result (00 only sets up)."""
-    without = [nb.name for nb in NOTEBOOKS[1:] if not paper_checks(nb)]
-    assert not without, f"no cell tagged paper-check in {without}"
+    """Notebooks 01-11 each reproduce a paper result (00 only sets up). Where a paper's effect does not
+    show beyond noise at the course's scale, the notebook prints it instead of asserting it, and says
+    why it has no check in its notebook metadata: "paper_checks": "<reason>" (at least a sentence)."""
+    without = [nb.name for nb in NOTEBOOKS[1:] if not paper_checks(nb) and len(_no_checks_reason(nb)) < 40]
+    assert not without, (f"no cell tagged paper-check in {without}: tag the cell that asserts the paper's "
+                         f"claim, or say why there is none in the notebook's metadata \"paper_checks\"")
+    stale = [nb.name for nb in NOTEBOOKS if paper_checks(nb) and _no_checks_reason(nb)]
+    assert not stale, f"{stale} have paper checks and also a metadata \"paper_checks\" reason for having none"
 
 
 @pytest.mark.parametrize("notebook,null", CASES)
