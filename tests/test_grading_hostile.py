@@ -305,6 +305,105 @@ CALL_THE_REFERENCE = {
 }
 
 
+# Answers that call no reference, only the public helpers of its module that do the exercise's work
+# (review 10, H3), and one that ignores its arguments (M5): each must lose exactly its exercise.
+HELPER_CALLS = {
+    "01-lrn": "def local_response_norm(a, n=5, k=2.0, alpha=1e-4, beta=0.75):\n"      # AlexNet's k, alpha, beta hard-coded
+              "    out = torch.empty_like(a)\n"
+              "    for i in range(a.shape[1]):\n"
+              "        lo, hi = max(0, i - n // 2), min(a.shape[1] - 1, i + n // 2)\n"
+              "        out[:, i] = a[:, i] / (2 + 1e-4 * (a[:, lo:hi + 1] ** 2).sum(1)) ** 0.75\n"
+              "    return out",
+    "03-top9": "def top_patches(act, images, field, unit, k=9):\n"
+               "    values, positions = patches.strongest_per_channel(act)\n"
+               "    best = values[:, unit].topk(k).indices\n"
+               "    top = patches.TopActivations({'l': values[best, unit][None]}, {'l': best[None]},\n"
+               "                                 {'l': positions[best, unit][None]}, {'l': field})\n"
+               "    return top.patches(images, 'l', 0)",
+    "04-occlusion": "def occlusion_map(model, x, label, size, stride, fill=0.5):\n"
+                    "    tops = attribution.window_starts(x.shape[-2], size, stride)\n"
+                    "    lefts = attribution.window_starts(x.shape[-1], size, stride)\n"
+                    "    batch = attribution.occluded_batch(x, [(t, l) for t in tops for l in lefts], size, fill)\n"
+                    "    with torch.no_grad():\n"
+                    "        return model(batch).softmax(1)[:, label].view(len(tops), len(lefts))",
+    "02-recorder": "def record(model, x, names):\n"
+                   "    with torch.no_grad(), hooks.capture(model, names) as acts:\n"
+                   "        model(x)\n"
+                   "    return acts",
+    "05-saliency": "def saliency_map(model, x, labels):\n"
+                   "    return attribution.gradient(model, x, labels).abs().amax(1)",
+    "08-fgsm": "def my_fgsm(model, images, labels, eps):\n"
+               "    return (images + eps * attacks.attack_gradient(model, images, labels, False).sign()).clamp(0, 1)",
+    "09-knn": "def cosine_neighbours(queries, bank, k):\n"
+              "    return features.distances(queries, bank, 'cosine').topk(k, dim=1, largest=False).indices",
+}
+HELPER_MESSAGES = {
+    "01-lrn": "use the k, alpha and beta you are given",
+    "03-top9": "calling coursekit.patches.strongest_per_channel is not allowed in Exercise 1 (03-top9-tests): it does "
+               "part of the reference coursekit.patches.mine",
+    "04-occlusion": "calling coursekit.attribution.window_starts is not allowed in Exercise 2 (04-occlusion-tests): it "
+                    "does part of the reference coursekit.attribution.occlusion",
+    # hooks.capture is reached through hooks.run's private helpers, which are blocked with it
+    "02-recorder": "is not allowed in Exercise 2 (02-recorder-tests): it does part of the reference coursekit.hooks.activations",
+    "05-saliency": "calling coursekit.attribution.gradient is not allowed in Exercise 1 (05-saliency-tests)",
+    "08-fgsm": "calling coursekit.attacks.attack_gradient is not allowed in Exercise 1 (08-fgsm-tests)",
+    "09-knn": "calling coursekit.features.distances is not allowed in Exercise 2 (09-knn-tests)",
+}
+
+
+def test_public_helpers_of_a_reference_are_blocked_but_not_what_the_solution_runs():
+    """No kernel: what the guard will block for 02, 03 and 04. The helpers that do an exercise's
+    work are blocked with the reference (04: window_starts and occluded_batch, 03:
+    strongest_per_channel and the TopActivations constructor, 02: hooks.run behind
+    hooks.activations); what the instructor's solution runs is not (02 calls hooks.get_layer,
+    which uses hooks._split_call, a private helper of hooks.run; 06 calls transforms.gaussian_kernel,
+    a public helper of the blur reference)."""
+    from coursekit.grading.guard import blocked_names, build_spec
+
+    def blocked(name):
+        spec = build_spec(nbformat.read(ROOT / "notebooks" / name, as_version=4))
+        return blocked_names(spec["references"], spec["allowed"])
+
+    occlusion = blocked("04_what_excites_a_neuron.ipynb")
+    for helper in ("window_starts", "occluded_batch"):
+        assert occlusion[f"coursekit.attribution.{helper}"].startswith(
+            f"calling coursekit.attribution.{helper} is not allowed in Exercise 2 (04-occlusion-tests): it does part "
+            "of the reference coursekit.attribution.occlusion, which the exercise asks you to write")
+    top9 = blocked("03_filters_activations.ipynb")
+    assert {"coursekit.patches.strongest_per_channel", "coursekit.patches.TopActivations"} <= set(top9)
+    assert "coursekit.receptive.crop" not in top9                     # the solution crops with it
+    recorder = blocked("02_learned_features.ipynb")
+    assert "coursekit.hooks.run" in recorder and "coursekit.hooks._each_call" in recorder
+    assert "coursekit.hooks.get_layer" not in recorder and "coursekit.hooks._split_call" not in recorder
+    assert "coursekit.transforms.gaussian_kernel" not in blocked("06_better_visualizations_deepdream.ipynb")
+    for message in [*occlusion.values(), *top9.values(), *recorder.values()]:
+        assert len(message) < 260, message       # feedback keeps 300 characters, with the error's name
+
+
+@pytest.mark.slow
+def test_calling_the_helpers_or_ignoring_the_arguments_scores_zero(tmp_path, request):
+    """HELPER_CALLS graded in their real notebooks (the rest solved): each loses exactly its
+    exercise, with feedback naming the blocked helper and the reference it belongs to. Two kernels
+    per notebook (grade() proves the instructor's solution first), each with the notebook's setup
+    cell: run it on purpose (-m slow)."""
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("grades seven notebooks (minutes): run with -m slow")
+    sources = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[01][0-9]_*.ipynb"))}
+    subs = tmp_path / "subs"
+    for gid, body in HELPER_CALLS.items():
+        nb = _answer(nbformat.read(str(sources[gid[:2]]), as_version=4), gid, body)
+        (subs / gid).mkdir(parents=True)
+        nbformat.write(nb, str(subs / gid / sources[gid[:2]].name))
+    grades = grading.grade(subs, ROOT / "notebooks", tmp_path / "out", cell_timeout=300, notebook_timeout=900,
+                           parallel=2, log=lambda *a: None)
+    found = {g.student: g for g in grades if g.file}
+    assert set(found) == set(HELPER_CALLS), [(g.student, g.notes) for g in grades]
+    for gid, grade in found.items():
+        lost = [c for c in grade.cells if c.points is not None and c.points < c.max_points]
+        assert [c.exercise for c in lost] == [f"{gid}-tests"], (gid, [(c.exercise, c.message) for c in lost])
+        assert lost[0].points == 0 and HELPER_MESSAGES[gid] in lost[0].message, (gid, lost[0].message)
+
+
 @pytest.mark.slow
 def test_calling_the_reference_scores_zero_in_every_notebook(tmp_path, request):
     """Every exercise the issue names: the solution replaced by a call of the coursekit reference

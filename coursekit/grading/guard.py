@@ -5,8 +5,11 @@ student code and calls install(). From then on, in that kernel:
 
 - The references the student is asked to write (the coursekit callables the hidden tests call and
   the instructor's solution does not) refuse to run while student code is on the call stack:
-  "calling the reference coursekit.attacks.fgsm is not allowed in Exercise 1". Student code is a
-  function defined in a solution cell, or any cell whose text is not the instructor's.
+  "calling the reference coursekit.attacks.fgsm is not allowed in Exercise 1". So do the helpers
+  of its module that it calls, private or public (04: attribution.window_starts and occluded_batch,
+  which leave four lines of occlusion to write), except what the instructor's solution runs
+  (blocked_names). Student code is a function defined in a solution cell, or any cell whose text
+  is not the instructor's.
 - The expected values are computed live by those references, but from a state student code cannot
   have changed: before each test cell, and again after every call of a student function, the
   comparison surface is put back (torch, numpy, math, operator, builtins, torch.Tensor and the
@@ -34,6 +37,7 @@ import copy
 import functools
 import hashlib
 import importlib
+import inspect
 import json
 import linecache
 import math
@@ -70,7 +74,8 @@ def digest(source: str) -> str:
 
 
 def install(spec: dict, shell=None) -> "Guard":
-    """spec: {references: {dotted name: exercise}, trusted: [digests of the instructor's cells],
+    """spec: {references: {dotted name: exercise}, allowed: [coursekit names the solution calls],
+    trusted: [digests of the instructor's cells],
     tests: [digests of the test cells], functions: [names the solution cells define], nonce_file}.
     Returns the Guard."""
     shell = shell or get_ipython()  # noqa: F821 (defined inside IPython)
@@ -92,8 +97,8 @@ class Guard:
         self.threads = set(threading.enumerate())
         self.trace = sys.gettrace()
         self.nonce = _read_once(spec.get("nonce_file"))
-        for name, exercise in spec["references"].items():
-            self._block(name, exercise)
+        for name, message in blocked_names(spec["references"], spec.get("allowed", ())).items():
+            self._block(name, message)
 
     # ------------------------------------------------------------------ the cell events
     def pre_run_cell(self, info) -> None:
@@ -184,13 +189,14 @@ class Guard:
             raise GradingError(f"{name} left a thread running ({left[0].name}); a graded function must finish its work")
 
     # ------------------------------------------------------------------ the references
-    def _block(self, dotted: str, exercise: str) -> None:
+    def _block(self, dotted: str, message: str) -> None:
+        """Make `dotted` (a function, or a class's constructor) raise GradingError(message) whenever
+        student code is running; blocked_names() decides what and says why."""
         owner, attr = _resolve(dotted)
         if owner is None:
             return
         original = getattr(owner, attr)
         guard = self
-        message = f"calling the reference {dotted} is not allowed in {exercise}: write it yourself"
 
         def refuse():
             if guard.depth > 0 or guard._student_on_stack():
@@ -198,13 +204,18 @@ class Guard:
 
         if isinstance(original, type):
             init = original.__init__
+            if getattr(init, "_coursekit_reference", False):     # blocked already (a helper of two references)
+                return
 
             @functools.wraps(init)
             def guarded_init(self, *args, **kwargs):
                 refuse()
                 return init(self, *args, **kwargs)
             del guarded_init.__wrapped__                     # inspect.unwrap must not hand back the original
+            guarded_init._coursekit_reference = True
             original.__init__ = guarded_init
+            return
+        if getattr(original, "_coursekit_reference", False):
             return
 
         @functools.wraps(original)
@@ -215,11 +226,9 @@ class Guard:
         del guarded.__wrapped__
         if not _is_coursekit_module(owner):
             setattr(owner, attr, guarded)                   # a library equivalent (LIBRARY_EQUIVALENTS)
-        for helper in _private_helpers(owner, original):    # e.g. patches._strongest behind strongest_per_channel
-            self._block(f"{dotted.rpartition('.')[0]}.{helper}", exercise)
         for module in _coursekit_modules():
-            for key, value in list(vars(module).items()):      # re-exports: `from .attacks import fgsm`
-                if value is original:
+            for key, value in list(vars(module).items()):      # the module's own name, and re-exports
+                if value is original:                          # (`from .attacks import fgsm`)
                     setattr(module, key, guarded)
 
     def _student_on_stack(self) -> bool:
@@ -407,14 +416,104 @@ def _resolve(dotted: str):
     return None, None
 
 
-def _private_helpers(module, function) -> list[str]:
-    """The module-private functions (`_name`) of `module` that `function` calls by name."""
-    code = getattr(function, "__code__", None)
-    if code is None or not isinstance(module, types.ModuleType):
-        return []
-    return [name for name in code.co_names if name.startswith("_") and not name.startswith("__")
-            and isinstance(vars(module).get(name), types.FunctionType)
-            and getattr(vars(module)[name], "_coursekit_reference", False) is False]
+def blocked_names(references: dict, allowed=()) -> dict[str, str]:
+    """{dotted name: the message a student gets} for everything the guard refuses to student code:
+
+    - each reference (a coursekit callable the hidden tests call, or a library equivalent);
+    - the private functions (`_name`) of its module that it calls, and theirs, recursively;
+    - the public functions and classes of its module that it, or one of those private helpers,
+      calls by name (04: attribution.window_starts and occluded_batch behind occlusion; 03:
+      patches.strongest_per_channel and TopActivations behind mine), and their private helpers:
+      a reference's public helpers can do most of the exercise, four lines of glue left to write;
+    - except what the instructor's solution runs: `allowed` (the coursekit names its cells call)
+      and every function and class of their modules that those call, recursively (02's solution
+      calls hooks.get_layer, which calls hooks._split_call, also a helper of hooks.run), so the
+      solution always scores full marks.
+    A class reference is blocked at its constructor and not expanded (its methods are not what the
+    hidden tests compare with)."""
+    protected = set()
+    for dotted in allowed:
+        owner, attr = _resolve(dotted)
+        if _is_coursekit_module(owner):
+            protected |= {f"{owner.__name__}.{name}" for name in _reachable(owner, attr)}
+    blocked = {}
+    for dotted, exercise in references.items():
+        blocked.setdefault(dotted, f"calling the reference {dotted} is not allowed in {exercise}: write it yourself")
+    for dotted, exercise in references.items():
+        owner, attr = _resolve(dotted)
+        if not _is_coursekit_module(owner) or isinstance(getattr(owner, attr), type):
+            continue
+        for name in _helpers(owner, attr):
+            helper = f"{owner.__name__}.{name}"
+            if helper not in protected:
+                blocked.setdefault(helper, f"calling {helper} is not allowed in {exercise}: it does part of the "
+                                           f"reference {dotted}, which the exercise asks you to write; write that "
+                                           "part yourself")
+    return blocked
+
+
+def _helpers(module, name: str) -> list[str]:
+    """What blocked_names() blocks with the reference `name` of `module`: the private functions it
+    calls (recursively), the public functions and classes it or they call, and their private
+    functions (recursively); in the order found."""
+    found, inner, todo = [], {name}, [name]        # inner: the reference and its private helpers
+    while todo:
+        current = todo.pop(0)
+        for called in _calls_in_module(module, getattr(module, current)):
+            private = called.startswith("_")
+            if called in found or called == name or (not private and current not in inner):
+                continue
+            if private and not isinstance(vars(module)[called], types.FunctionType):
+                continue                            # a private class (models._LRNFunction): internals
+            found.append(called)
+            todo.append(called)
+            if private and current in inner:
+                inner.add(called)
+    return found
+
+
+def _reachable(module, name: str) -> set[str]:
+    """`name` and every function and class of `module` it calls, recursively (classes: their methods)."""
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in vars(module):
+            continue
+        seen.add(current)
+        todo += _calls_in_module(module, vars(module)[current])
+    return seen
+
+
+def _calls_in_module(module, obj) -> list[str]:
+    """The names in `obj`'s code (a function: its body and nested functions; a class: its methods)
+    that are functions or classes defined in `module`, in order, without repeats. A decorated
+    function is read through its __wrapped__ chain (04's occlusion is wrapped by reads_model)."""
+    if isinstance(obj, type):
+        functions = [getattr(v, "__func__", v) for v in vars(obj).values()]
+    else:
+        functions = [obj]
+    codes = []
+    for fn in functions:
+        try:
+            fn = inspect.unwrap(fn) if callable(fn) else fn
+        except ValueError:                          # a __wrapped__ cycle
+            continue
+        code = getattr(fn, "__code__", None)
+        if isinstance(code, types.CodeType):
+            codes.append(code)
+    names = []
+    while codes:
+        code = codes.pop(0)
+        names += code.co_names
+        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    found = []
+    for name in names:
+        value = vars(module).get(name)
+        if (name not in found and isinstance(value, (types.FunctionType, type))
+                and getattr(value, "__module__", None) == module.__name__
+                and not getattr(value, "_coursekit_reference", False)):
+            found.append(name)
+    return found
 
 
 def _givable(obj) -> bool:
@@ -567,8 +666,9 @@ LIBRARY_EQUIVALENTS = {
 
 def build_spec(nb) -> dict:
     """The guard's spec for the graded part `nb` of an instructor notebook: which cells are the
-    instructor's (trusted), which are test cells, which names the solution cells define, and the
-    references: coursekit callables the hidden tests call that the instructor's solution does not."""
+    instructor's (trusted), which are test cells, which names the solution cells define, the
+    references: coursekit callables the hidden tests call that the instructor's solution does not,
+    and what the solution calls (allowed: never blocked, see blocked_names)."""
     from nbgrader import utils
     from .notebooks import grade_id, hidden_lines
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -588,6 +688,7 @@ def build_spec(nb) -> dict:
                     for equivalent in LIBRARY_EQUIVALENTS.get(name, []):
                         references.setdefault(equivalent, label)
     return {"references": references,
+            "allowed": sorted(used_by_solution),    # never blocked, nor what they call (blocked_names)
             "trusted": sorted({digest(c.source) for c in code if not utils.is_solution(c)}),
             "tests": sorted({digest(c.source) for c in code if utils.is_grade(c)}),
             "functions": sorted({n for c in solutions for n in _defined_names(c.source)})}
