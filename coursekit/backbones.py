@@ -153,6 +153,9 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 
 # How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
+# occlusion_images: canvases 04's occlusion check occludes per network (16 positions each), each
+# network's surest third of 3x as many pasted objects; on cifar10 30 left the untrained copies'
+# mean share of the drop too noisy to bar (spread 0.03-0.06 between copies), 100 narrows it
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
 # sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
@@ -166,7 +169,7 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # each, about 2 ms per 32 px image and 10x that at 224 px on a shared CPU core (cifar10 full: 22k passes,
 # under a minute, inside 08's 15 minutes; 150 generations are where the backbone's median confidence
 # clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
-CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
+CIFAR10_BUDGET = {"occlusion_images": {"quick": 100, "full": 300}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
                   "attack_images": {"quick": 100, "full": 1000},
