@@ -160,7 +160,7 @@ def test_imagenet_backbone_carries_what_differs(standin_imagenet, monkeypatch):
     bb = standin_imagenet
     assert bb.name == "imagenet" and bb.photo_size == 224 and len(bb.example_classes) == 8
     assert [bb.classes[c] for c in bb.example_classes[3:4]] == ["flamingo"]
-    assert settings.load().pick(**bb.budget["occlusion_images"]) == 8
+    assert settings.load().pick(**bb.budget["occlusion_images"]) == 24
     fresh = bb.untrained()
     assert fresh.aliases == bb.model.aliases and not fresh.training
     assert {p.device for p in fresh.parameters()} == {bb.device}

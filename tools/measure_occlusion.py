@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+import coursekit
 from coursekit import attribution, backbones, data, settings
 
 
@@ -37,6 +38,7 @@ def shares(model, x, y, boxes, keep, size, stride, side, choice="correct"):
 def main(out: str, seeds: str, copies: str = "10", contexts: str = "plain,other-class", choice: str = "correct",
          n_held: str = "", keep: str = "", stride_div: str = "8") -> None:
     cfg = settings.current()
+    coursekit.setup()  # seeds torch as a notebook's first cell does, so a random backbone is the notebook's draw
     bb = backbones.backbone(progress=False)
     side = bb.input_size
     size, stride = side // 4, side // int(stride_div)
