@@ -153,6 +153,11 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 
 # How much work the costly loops get on each backbone ({"quick": ..., "full": ...}, for settings.pick):
 # a 224 px AlexNet costs about 50x a 32 px MiniAlexNet per image, so it gets fewer images.
+# occlusion_images: canvases 04's occlusion check occludes per network (16 positions each), each
+# network's surest third of 3x as many pasted objects; on cifar10 30 left the untrained copies'
+# mean share of the drop too noisy to bar (spread 0.03-0.06 between copies), 100 narrows it; on a
+# random AlexNet 8 let the null run's own random backbone clear its copies' bar (0.532 > 0.521), 24
+# did not (0.462 < 0.542), at about the old check's cost (6 networks x 456 passes at 224 px)
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
 # sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
@@ -166,12 +171,12 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # each, about 2 ms per 32 px image and 10x that at 224 px on a shared CPU core (cifar10 full: 22k passes,
 # under a minute, inside 08's 15 minutes; 150 generations are where the backbone's median confidence
 # clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
-CIFAR10_BUDGET = {"occlusion_images": {"quick": 30, "full": 200}, "dream_size": {"quick": 96, "full": 160},
+CIFAR10_BUDGET = {"occlusion_images": {"quick": 100, "full": 300}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
                   "attack_images": {"quick": 100, "full": 1000},
                   "evolved_classes": {"quick": 5, "full": 9}, "evolved_generations": {"quick": 150, "full": 150}}
-IMAGENET_BUDGET = {"occlusion_images": {"quick": 8, "full": 50}, "dream_size": {"quick": 224, "full": 224},
+IMAGENET_BUDGET = {"occlusion_images": {"quick": 24, "full": 50}, "dream_size": {"quick": 224, "full": 224},
                    "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
                    "attack_images": {"quick": 50, "full": 100},

@@ -489,18 +489,26 @@ class PastedObjects:
         return masks.to(device) if device is not None else masks
 
 
-def pasted_objects(images: ImageSet, fill, fraction: float = OBJECT_FRACTION, seed: int = 0) -> PastedObjects:
+def pasted_objects(images: ImageSet, fill, fraction: float = OBJECT_FRACTION, seed: int = 0,
+                   backgrounds: torch.Tensor | None = None) -> PastedObjects:
     """Each image's central square crop (side `fraction` of the image's shorter side) pasted at a
     random place (fixed by `seed`) on a canvas of one plain colour `fill` (three values in [0, 1];
-    the data set's mean colour is the neutral choice). The network then sees the object with no
-    context, and the object's box is known: the reference for occlusion and saliency (Zeiler & Fergus
-    2014, Simonyan et al. 2014 argue the network looks at the object, not its surroundings).
-    ValueError for a fraction outside (0, 1] or a fill that is not one colour in [0, 1]."""
+    the data set's mean colour is the neutral choice), or on `backgrounds` (uint8 (N, 3, H, W), one
+    whole image per object, e.g. `other_class_partners`' pick: a context of another class). The
+    object's box is known: the reference for occlusion and saliency (Zeiler & Fergus 2014, Simonyan
+    et al. 2014 argue the network looks at the object, not its surroundings). On a plain canvas
+    covering the surroundings changes little of the input; on another image it removes real content.
+    ValueError for a fraction outside (0, 1], a fill that is not one colour in [0, 1], or backgrounds
+    of another shape or dtype than the images."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction {fraction} must be in (0, 1]: the object's side as a share of the image side")
     colour = torch.as_tensor(fill, dtype=torch.float32).flatten()
     if colour.numel() != 3 or not ((colour >= 0) & (colour <= 1)).all():
         raise ValueError(f"fill must be one RGB colour in [0, 1] (e.g. the data set's mean), not {fill!r}")
+    if backgrounds is not None and (backgrounds.shape != images.images.shape or backgrounds.dtype != torch.uint8):
+        raise ValueError(f"backgrounds must be uint8 images of the objects' shape {tuple(images.images.shape)}, "
+                         f"got {backgrounds.dtype} {tuple(backgrounds.shape)}; pick them with "
+                         f"images.images[other_class_partners(images.labels)]")
     n, _, height, width = images.images.shape
     side = max(1, round(fraction * min(height, width)))
     top0, left0 = (height - side) // 2, (width - side) // 2
@@ -508,10 +516,29 @@ def pasted_objects(images: ImageSet, fill, fraction: float = OBJECT_FRACTION, se
     g = torch.Generator().manual_seed(seed)
     corners = torch.stack([torch.randint(0, height - side + 1, (n,), generator=g),
                            torch.randint(0, width - side + 1, (n,), generator=g)], 1)
-    canvas = colour.mul(255).round().to(torch.uint8).view(1, 3, 1, 1).expand(n, 3, height, width).clone()
+    if backgrounds is None:
+        canvas = colour.mul(255).round().to(torch.uint8).view(1, 3, 1, 1).expand(n, 3, height, width).clone()
+    else:
+        canvas = backgrounds.clone()
     for i, (top, left) in enumerate(corners.tolist()):
         canvas[i, :, top:top + side, left:left + side] = objects[i]
     return PastedObjects(ImageSet(canvas, images.labels.clone(), list(images.classes)), corners, side)
+
+
+def other_class_partners(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """(N,) int64: for each image, the index of another image of a different class (a fixed random
+    pick for a seed), the context `pasted_objects(..., backgrounds=...)` puts its object on. A
+    network that used the context would be pulled towards the partner's class. ValueError when all
+    labels are one class (no partner exists)."""
+    labels = torch.as_tensor(labels)
+    if labels.unique().numel() < 2:
+        raise ValueError(f"all {len(labels)} images are of one class: no image has a partner of another class")
+    g = torch.Generator().manual_seed(seed)
+    partners = torch.empty(len(labels), dtype=torch.int64)
+    for i, label in enumerate(labels.tolist()):
+        others = (labels != label).nonzero().flatten()
+        partners[i] = others[torch.randint(len(others), (1,), generator=g)]
+    return partners
 
 
 # ---------------------------------------------------------------- augmentation

@@ -4,9 +4,11 @@ Zeiler & Fergus looked at AlexNet's first layer (11x11 filters at stride 4) and 
 high and very low frequency filters with few in between, dead filters, and aliasing in conv2; with
 7x7 filters at stride 2 (and conv2 at stride 2, so the later maps keep their size) the first two
 layers kept more information and the network got more accurate. We repeat it small: the same
-MiniAlexNet body behind either first layer, on CIFAR-10 enlarged 2x inside the network (so a
+MiniAlexNet body behind each first layer, on CIFAR-10 enlarged 2x inside the network (so a
 stride of 4 has pixels to skip), each trained on a short recipe through the backbone cache
 (backbones.trained_cifar10), so a null run hands out their initial weights like every network.
+Zeiler & Fergus changed the filter size and the stride at once; a third first layer, 7x7 at stride
+4, changes only the size, so the stride's effect is read at one filter size.
 
 Frequencies are in cycles per pixel of conv1's input. A layer of stride s samples its output every
 s pixels, so it can represent only frequencies below its Nyquist limit 1 / (2 s): 1/8 at stride 4,
@@ -27,10 +29,14 @@ from . import settings as _settings
 
 # the two first layers of section 4.1, on the same body; conv2's stride brings the maps back to one
 # size from pool2 on (conv1, pool1, conv2, pool2 sides: 11x11/4 16, 7, 7, 3; 7x7/2 32, 15, 8, 3), as
-# Zeiler & Fergus's Figure 3 gave conv2 stride 2
+# Zeiler & Fergus's Figure 3 gave conv2 stride 2. The third is the size-matched control: Zeiler &
+# Fergus's 7x7 filters at AlexNet's stride 4 (16, 7, 7, 3 like AlexNet's), so the stride's effect is
+# measured at one kernel size (a filter's size alone moves its band shares: a 7x7 and an 11x11 filter
+# of the same smooth noise differ in their mid-band share)
 FIRST_LAYERS = {
     "11x11 stride 4 (AlexNet)": {"conv1": [11, 4], "conv2_stride": 1},
     "7x7 stride 2 (Zeiler & Fergus)": {"conv1": [7, 2], "conv2_stride": 2},
+    "7x7 stride 4 (control)": {"conv1": [7, 4], "conv2_stride": 1},
 }
 UPSAMPLE = 2  # CIFAR-10's 32 px enlarged to 64 px in front of conv1
 
@@ -107,7 +113,8 @@ def measure(model, recipe: dict, images: torch.Tensor) -> dict:
 
 
 def compare(images: torch.Tensor, seeds, cfg=None, progress: bool = False) -> tuple[list[dict], dict]:
-    """Each first layer trained once per seed (cached like the backbone). Returns (rows: one per
+    """Each of FIRST_LAYERS trained once per seed (cached like the backbone; about 5 CPU-seconds
+    per stride-4 network and 7 per stride-2 one in quick mode). Returns (rows: one per
     (first_layer, seed) with its held-out top-1 on the CIFAR-10 test set and `measure`'s numbers,
     models: {first_layer: (the first seed's trained network, its recipe)}, what the figures take)."""
     rows, models = [], {}

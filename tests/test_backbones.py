@@ -108,7 +108,7 @@ def test_cifar10_backbone_carries_what_differs(tiny_cifar, monkeypatch):
     monkeypatch.setenv("COURSEKIT_QUICK", "1")
     bb = backbones.backbone("cifar10", progress=False)
     assert bb.example_classes == list(range(10)) and bb.photo_size == 96
-    assert settings.load().pick(**bb.budget["occlusion_images"]) == 30
+    assert settings.load().pick(**bb.budget["occlusion_images"]) == 100
     # the untrained copy is the notebooks' former null, built the same way from the same seed
     torch.manual_seed(0)
     fresh = bb.untrained()
@@ -160,7 +160,7 @@ def test_imagenet_backbone_carries_what_differs(standin_imagenet, monkeypatch):
     bb = standin_imagenet
     assert bb.name == "imagenet" and bb.photo_size == 224 and len(bb.example_classes) == 8
     assert [bb.classes[c] for c in bb.example_classes[3:4]] == ["flamingo"]
-    assert settings.load().pick(**bb.budget["occlusion_images"]) == 8
+    assert settings.load().pick(**bb.budget["occlusion_images"]) == 24
     fresh = bb.untrained()
     assert fresh.aliases == bb.model.aliases and not fresh.training
     assert {p.device for p in fresh.parameters()} == {bb.device}

@@ -174,6 +174,25 @@ def test_pasted_objects_reject_a_bad_fraction_or_colour():
         data.pasted_objects(images, (128, 128, 128))
 
 
+def test_pasted_objects_on_another_image_keep_that_image_around_the_box():
+    torch.manual_seed(0)
+    images = data.ImageSet(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 0, 1, 1, 2, 2]),
+                           list("abc"))
+    partners = data.other_class_partners(images.labels, seed=3)
+    assert (images.labels[partners] != images.labels).all()
+    assert torch.equal(partners, data.other_class_partners(images.labels, seed=3)), "fixed for a seed"
+    pasted = data.pasted_objects(images, (0.2, 0.4, 0.6), seed=1, backgrounds=images.images[partners])
+    masks = pasted.masks()
+    for i, (top, left) in enumerate(pasted.corners.tolist()):
+        assert torch.equal(pasted.images.images[i, :, top:top + 20, left:left + 20], images.images[i, :, 6:26, 6:26])
+        assert torch.equal(pasted.images.images[i][:, ~masks[i]], images.images[partners[i]][:, ~masks[i]])
+    assert torch.equal(pasted.images.labels, images.labels), "the label is the object's"
+    with pytest.raises(ValueError, match="backgrounds"):
+        data.pasted_objects(images, (0.2, 0.4, 0.6), backgrounds=images.images[:2])
+    with pytest.raises(ValueError, match="one class"):
+        data.other_class_partners(torch.zeros(4, dtype=torch.int64))
+
+
 def test_imagenet_photos_at_any_size_in_a_seeded_order():
     photos = data.imagenet_photos(3, 48, seed=1)
     assert photos.images.shape == (3, 3, 48, 48) and photos.images.dtype == torch.uint8

@@ -56,3 +56,15 @@ def test_recipe_names_the_valid_first_layers():
         firstlayer.recipe("5x5 stride 1", seed=0)
     r = firstlayer.recipe("11x11 stride 4 (AlexNet)", seed=0)
     assert r["arch"]["conv1"] == [11, 4] and r["arch"]["upsample"] == firstlayer.UPSAMPLE
+
+
+def test_the_control_changes_only_the_filter_size():
+    """Zeiler & Fergus changed size and stride at once; the control has their 7x7 filters at AlexNet's
+    stride 4, and its maps keep AlexNet's sizes (conv2 at stride 1)."""
+    alexnet, zf, control = (firstlayer.FIRST_LAYERS[name] for name in firstlayer.FIRST_LAYERS)
+    assert control["conv1"] == [zf["conv1"][0], alexnet["conv1"][1]]
+    assert control["conv2_stride"] == alexnet["conv2_stride"]
+    r = firstlayer.recipe("7x7 stride 4 (control)", seed=0)
+    model = backbones.initial_weights(r, 10)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
