@@ -308,18 +308,22 @@ def cifar10_cache_path(recipe: dict, cfg=None) -> Path:
     return cfg.cache_dir / "models" / f"minialexnet-cifar10-{_cache.config_key(recipe)}.pt"
 
 
-def trained_cifar10(recipe: dict | None = None, cfg=None,
-                    progress: bool = True) -> tuple[_models.PixelModel, dict]:
+def trained_cifar10(recipe: dict | None = None, cfg=None, progress: bool = True,
+                    trains_in_null: bool = False) -> tuple[_models.PixelModel, dict]:
     """The MiniAlexNet trained on CIFAR-10 by `recipe`, from the cache or trained now (then cached),
     in eval mode on the configured device. Returns (model, info: recipe, path, history, test top-1
     and top-5, trained_now).
 
     Concurrent callers wait for the one that trains (cache.cached); training checkpoints every
-    epoch, so an interrupted run resumes where it stopped.
+    epoch, so an interrupted run resumes where it stopped. A null run hands out the initial weights,
+    except that with trains_in_null=True the shuffled-labels null (COURSEKIT_NULL=shuffled-labels)
+    trains the recipe on the shuffled labels (cached in the null's own cache): for recipes cheap
+    enough to train in a null run, whose check must fail because nothing was learned, not because
+    nothing was trained (notebook 03's towers).
     """
     cfg = _settings.current(cfg)
     recipe = recipe or cifar10_recipe(cfg)
-    if cfg.null:
+    if cfg.null and not (trains_in_null and cfg.null == "shuffled-labels"):
         return _untrained(recipe, 10, _test_set(recipe, cfg), cfg)
     path = cifar10_cache_path(recipe, cfg)
     checkpoints = path.with_suffix(".checkpoints")

@@ -183,18 +183,35 @@ SNAPSHOT_PANEL = [Slider("snapshot", 0, 4, 1, 4, "snapshot (0 = first)")]
 
 
 @panel_controls(SNAPSHOT_PANEL)
-def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str, dict[int, float]], snapshot: int):
-    """conv1 filters at one snapshot, beside every layer's CKA to the final network then."""
+def snapshot_panel(model: nn.Module, snapshots: dict[int, dict], table: dict[str, dict[int, float]], snapshot: int,
+                   xlabel: str = "top-9 progress (0 = start, 1 = end)"):
+    """conv1's first 32 filters at one snapshot, beside a bar per layer: that layer's value in `table`
+    at the snapshot's epoch (Zeiler & Fergus 2014, Figure 4, scrubbed through).
+
+    snapshots: epoch -> state dict (`train_with_snapshots`); table: layer -> {epoch: float}, one
+    number per layer and snapshot, such as each layer's mean top-9 progress
+    (`{l: {e: float(v.mean()) for e, v in top9_progress(tops)[l].items()} for l in layers}`: 0 at
+    initialization, 1 at the end; negative where a layer's top-9 images moved away from their final
+    set) or `similarity_to_final`'s CKA (which says little about convergence, notebook 03). snapshot:
+    the index into the sorted epochs (the slider), not an epoch. xlabel names the table's measure.
+    Returns the Figure. ValueError for a snapshot outside 0..len(snapshots) - 1 or a table without
+    that epoch."""
     validate(SNAPSHOT_PANEL, snapshot=snapshot)
     epochs = sorted(snapshots)
     if snapshot >= len(epochs):
         raise ValueError(f"snapshot {snapshot} is out of range: there are {len(epochs)} snapshots (0..{len(epochs) - 1})")
     epoch = epochs[snapshot]
+    missing = [layer for layer in table if epoch not in table[layer]]
+    if missing:
+        raise ValueError(f"the table has no value at epoch {epoch} for {missing}: build it from the same snapshots")
     weight = snapshots[epoch][_weight_key(model, "conv1")]
     fig = filter_grid(weight[:32], ncols=8, size=0.5, suptitle=f"conv1 filters after {epoch} epochs")
     ax = fig.add_axes([1.02, 0.15, 0.5, 0.7])
     layers = list(table)
-    ax.barh(layers[::-1], [table[l][epoch] for l in layers[::-1]], color="tab:green")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("CKA to final", fontsize=10)
+    values = [table[l][epoch] for l in layers[::-1]]
+    ax.barh(layers[::-1], values, color="tab:green")
+    # the same axis at every snapshot, so moving the slider shows the bars grow; progress can dip below 0
+    ax.set_xlim(min(0.0, *(v for series in table.values() for v in series.values())), 1.05)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(xlabel, fontsize=10)
     return fig

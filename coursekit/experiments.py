@@ -357,12 +357,42 @@ def colourfulness(weight: torch.Tensor) -> torch.Tensor:
     same weights in R, G and B: a grey edge); 1: colour-opponent with no brightness part (R, G, B
     weights summing to 0 at every pixel). A random Gaussian filter has 2/3 on average (two of the
     three colour directions of each pixel are off the grey axis; exactly Beta(k^2, k^2 / 2)).
-    ValueError unless the filters have 3 colour channels."""
+    The name is this course's: it is not Hasler & Suesstrunk's (2003) "colourfulness", an image
+    metric from the spread of an image's opponent colour channels; this one is a filter's off-grey
+    energy share. (Krizhevsky et al. 2012, Figure 3 and section 6.1: colour-agnostic vs colour-specific
+    kernels.) ValueError unless the filters have 3 colour channels."""
     if weight.dim() != 4 or weight.shape[1] != 3:
         raise ValueError(f"colourfulness needs first-layer weights (C_out, 3, k, k), got {tuple(weight.shape)}")
     w = weight.detach().cpu().double()
     off_grey = w - w.mean(1, keepdim=True)
     return (off_grey.pow(2).flatten(1).sum(1) / w.pow(2).flatten(1).sum(1).clamp_min(1e-30)).float()
+
+
+def beyond_untrained(values: torch.Tensor, untrained: torch.Tensor) -> dict:
+    """How many of a trained conv1's filters lie beyond every untrained filter of the same recipe, at
+    each end: Figure 3's two families (Krizhevsky et al. 2012) as two tails, colour-agnostic filters
+    below anything random filters reach and colour-specific ones above it.
+
+    values: (C,) one number per filter of a trained network (`colourfulness`); untrained: (n, C'), the
+    same number for the filters of n >= 3 untrained copies of the recipe (their initializations).
+    Returns {"low", "high": the smallest and largest untrained value, "below", "above": the shares of
+    `values` under low and over high (0 to 1), "null_below", "null_above": (n,) tensors, each untrained
+    copy's shares under the smallest and over the largest value of the other n - 1 copies (leave one
+    out: an untrained network measured against bounds it did not help set), the spread that
+    `backbones.null_bar` turns into each tail's bar}. ValueError for fewer than 3 untrained copies."""
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    untrained = torch.as_tensor(untrained, dtype=torch.float64)
+    if untrained.dim() != 2 or len(untrained) < 3:
+        raise ValueError(f"beyond_untrained needs (n, C) values of n >= 3 untrained copies, got {tuple(untrained.shape)}")
+    null_below, null_above = [], []
+    for i in range(len(untrained)):
+        rest = torch.cat([untrained[:i], untrained[i + 1:]])
+        null_below.append((untrained[i] < rest.min()).double().mean())
+        null_above.append((untrained[i] > rest.max()).double().mean())
+    low, high = float(untrained.min()), float(untrained.max())
+    return {"low": low, "high": high, "below": float((values < low).double().mean()),
+            "above": float((values > high).double().mean()),
+            "null_below": torch.stack(null_below), "null_above": torch.stack(null_above)}
 
 
 def tower_split(values: torch.Tensor, groups: int = 2, draws: int = 10000, seed: int = 0) -> dict:

@@ -310,3 +310,21 @@ def test_towers_recipe_trains_a_grouped_network_scored_on_a_test_subset(tiny_cif
     monkeypatch.setenv("COURSEKIT_NULL", "untrained")
     null_model, _ = backbones.trained_cifar10(tiny, progress=False)
     assert torch.equal(null_model.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+
+
+def test_trains_in_null_trains_on_shuffled_labels_only_in_that_null(tiny_cifar, monkeypatch):
+    """trained_cifar10(trains_in_null=True): the shuffled-labels null trains the recipe on the
+    shuffled labels, into the null's own cache; the untrained null still hands out the start."""
+    monkeypatch.setenv("COURSEKIT_QUICK", "1")
+    tiny = {**backbones.towers_recipe(0), "per_class": 2, "epochs": 1, "batch_size": 8, "test_images": 10,
+            "autocast": False}
+    start = backbones.initial_weights(tiny, 10)
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")
+    untrained, _ = backbones.trained_cifar10(tiny, progress=False, trains_in_null=True)
+    assert torch.equal(untrained.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+    monkeypatch.setenv("COURSEKIT_NULL", "shuffled-labels")
+    kept, _ = backbones.trained_cifar10(tiny, progress=False)  # without the flag: the start, as before
+    assert torch.equal(kept.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+    shuffled, info = backbones.trained_cifar10(tiny, progress=False, trains_in_null=True)
+    assert info["trained_now"] and "null-shuffled-labels" in info["path"]
+    assert not torch.equal(shuffled.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())

@@ -1,4 +1,6 @@
 """Snapshots during training and the per-layer similarity measures."""
+import io
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -84,15 +86,38 @@ def test_similarity_tables_end_at_one(snapshots):
     assert changes["conv1"][0] > 0
 
 
-def test_snapshot_panel_sweeps_and_rejects_out_of_range(snapshots):
+def _shown(fig) -> bytes:
+    """What a notebook shows: the figure saved as the inline backend does (bbox_inches='tight', so
+    the bars beside the filter grid are inside the picture)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_snapshot_panel_shows_top9_progress_and_every_control_changes_the_picture(snapshots):
     model, snaps, images = snapshots
-    table = evolution.similarity_to_final(model, snaps, data.to_float(images[:20]), ["conv1", "fc7"])
-    for values in widgets.sweep(evolution.SNAPSHOT_PANEL):
-        plt.close(evolution.snapshot_panel(model, snaps, table, **values))
+    layers = ["conv1", "conv5", "fc7"]
+    # a table as 03 builds it from top9_progress: 0 at the start, 1 at the end, a dip below 0 allowed
+    progress = {l: {e: (e / 4) ** (i + 1) - 0.1 * (e == 1) for e in snaps} for i, l in enumerate(layers)}
+    fig = evolution.snapshot_panel(model, snaps, progress, 2)
+    bars = fig.axes[-1]
+    assert bars.get_xlabel().startswith("top-9 progress"), bars.get_xlabel()
+    widths = {label.get_text(): patch.get_width() for label, patch in zip(bars.get_yticklabels(), bars.patches)}
+    assert widths == pytest.approx({l: progress[l][2] for l in layers}), "one bar per layer: its progress at the snapshot"
+    plt.close(fig)
+    assert [c.name for c in evolution.SNAPSHOT_PANEL] == ["snapshot"]  # one control: every position of it
+    slider = evolution.SNAPSHOT_PANEL[0]
+    positions = range(int(slider.min), int(slider.max) + 1, int(slider.step))
+    assert set(v["snapshot"] for v in widgets.sweep(evolution.SNAPSHOT_PANEL)) <= set(positions)
+    pictures = [_shown(evolution.snapshot_panel(model, snaps, progress, snapshot)) for snapshot in positions]
+    assert len(set(pictures)) == len(pictures), "moving the snapshot slider must change what is shown"
     with pytest.raises(ValueError):
-        evolution.snapshot_panel(model, snaps, table, 5)
+        evolution.snapshot_panel(model, snaps, progress, 5)
     with pytest.raises(ValueError):
-        evolution.snapshot_panel(model, snaps, table, -1)
+        evolution.snapshot_panel(model, snaps, progress, -1)
+    with pytest.raises(ValueError, match="no value at epoch"):
+        evolution.snapshot_panel(model, snaps, {"conv1": {0: 0.0}}, 3)
 
 
 def test_top9_progress_runs_from_zero_at_the_start_to_one_at_the_end_per_layer():

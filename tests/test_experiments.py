@@ -90,6 +90,22 @@ def test_colourfulness_of_grey_opponent_and_random_filters():
         experiments.colourfulness(torch.randn(4, 1, 5, 5))
 
 
+def test_beyond_untrained_counts_both_tails_and_leaves_one_copy_out_for_its_null():
+    untrained = torch.tensor([[0.5, 0.6, 0.7], [0.4, 0.6, 0.8], [0.55, 0.65, 0.75], [0.5, 0.62, 0.7]])
+    tails = experiments.beyond_untrained(torch.tensor([0.1, 0.2, 0.6, 0.9]), untrained)
+    assert (tails["low"], tails["high"]) == pytest.approx((0.4, 0.8))
+    assert tails["below"] == 0.5 and tails["above"] == 0.25
+    # copy 1 holds both extremes: against the other three it has one filter below and one above
+    assert torch.allclose(tails["null_below"], torch.tensor([0, 1 / 3, 0, 0], dtype=torch.float64))
+    assert torch.allclose(tails["null_above"], torch.tensor([0, 1 / 3, 0, 0], dtype=torch.float64))
+    # random filters against random filters: the tails stay near empty
+    random = experiments.colourfulness(torch.randn(10, 32, 3, 5, 5).flatten(0, 1)).view(10, 32)
+    fresh = experiments.beyond_untrained(experiments.colourfulness(torch.randn(32, 3, 5, 5)), random)
+    assert fresh["below"] <= 2 / 32 and fresh["above"] <= 2 / 32
+    with pytest.raises(ValueError, match="n >= 3"):
+        experiments.beyond_untrained(torch.rand(4), torch.rand(2, 4))
+
+
 def test_tower_split_finds_sorted_groups_and_not_random_ones():
     torch.manual_seed(0)
     sorted_by_group = torch.cat([torch.rand(16) * 0.2, 0.6 + torch.rand(16) * 0.2])
