@@ -167,6 +167,9 @@ def settled_at(similarity: dict[int, float], threshold: float = 0.9) -> int:
 
 
 def plot_similarity(table: dict[str, dict[int, float]], ylabel: str = "CKA to the final network"):
+    """One line per layer of a per-snapshot measure: `table` maps a layer name to {epoch: value},
+    plotted against the snapshot's epoch with `ylabel` on the y axis (notebook 03's convergence
+    figure, Zeiler & Fergus 2014 Figure 4). Returns the figure."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for layer, series in table.items():
         ax.plot(list(series), list(series.values()), "o-", label=layer)

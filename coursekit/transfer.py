@@ -26,6 +26,8 @@ LAYERS = _models.LAYERS  # conv1 ... fc8: L = 8
 # ---------------------------------------------------------------- copy, freeze, re-initialize
 
 def check_n(n: int, layers=LAYERS) -> None:
+    """Raise ValueError unless `n` (how many of `layers` are copied, Yosinski et al. 2014's n) is a
+    whole number from 0 to len(layers)."""
     if not (isinstance(n, int) and 0 <= n <= len(layers)):
         raise ValueError(f"n={n!r} must be a whole number from 0 to {len(layers)} (layers: {', '.join(layers)})")
 
@@ -73,6 +75,9 @@ def transfer(source: nn.Module, target: nn.Module, n: int, fine_tune: bool = Fal
 
 
 def trainable_layers(model: nn.Module, layers=LAYERS) -> list[str]:
+    """The names among `layers` (MiniAlexNet's conv1 ... fc8 by default) with at least one parameter
+    that requires a gradient: what an optimizer would still train after `transfer`. Raises what
+    `hooks.get_layer` raises for a name the model lacks."""
     return [name for name in layers if any(p.requires_grad for p in _hooks.get_layer(model, name).parameters())]
 
 
