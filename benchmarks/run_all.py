@@ -189,10 +189,12 @@ NOTES = """## How to read these numbers
 - Full-mode wall time of the notebooks (what `make course` runs, COURSEKIT_QUICK=0) is not part of
   `make bench`, which must finish in 30 minutes: `python -m benchmarks.course_walltime --full` times
   them one by one, each stopped at 15 minutes, as on a student's first pass in lecture order (only
-  the backbone cached; 09 trains the source network 11 reuses). Its rows are course_walltime_full,
-  shown when it has been run; `--only` reruns some notebooks and keeps the others' rows, marked
-  "earlier run". Full mode is sized to fit 15 minutes here; where a paper's own scale costs more
-  (01's race, 10's seeds), the notebook names the constants to raise.
+  the backbone cached; 09 trains the source network 11 reuses, 06 the second network 08 reuses).
+  Its rows are course_walltime_full, shown when it has been run; `--only` reruns some notebooks and
+  keeps the others' rows, marked "earlier run"; `--keep-going` runs every cell of every notebook
+  without the 15-minute stop, so a row gives the real time and names any cell that raised. Full mode
+  is sized to fit 15 minutes here; where a paper's own scale costs more (01's race, 10's seeds), the
+  notebook names the constants to raise.
 - time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
   continue one full-recipe training until it is complete; each epoch's seconds were measured
   in the run that trained it.

@@ -23,6 +23,8 @@ def setup(backbone: str | None = None, seed: int | None = None, verbose: bool = 
 
 
 def describe(cfg, backbone: str | None = None) -> str:
+    """What `setup` prints: device (with torch version and CPU threads), backbone, mode, where the data
+    and the cache are, one line each."""
     from . import data
     import torch
     cifar = data.find_dataset("cifar10", cfg)

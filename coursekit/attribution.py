@@ -182,6 +182,9 @@ def as_image(attr: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Occlusion:
+    """Zeiler & Fergus (2014) occlusion sensitivity, section 4.2 and Figure 7: what `occlusion` returns
+    for one image. A grey square of `size` pixels slid `stride` pixels at a time; each field holds one
+    value per square position (rows x cols of them). `pixel_map` turns a field into a per-pixel map."""
     prob: torch.Tensor       # (rows, cols): p(label) with the square at each position
     top_class: torch.Tensor  # (rows, cols): the most probable class then
     top_prob: torch.Tensor   # (rows, cols): its probability

@@ -92,12 +92,17 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(x - mean) / std per channel: x is (C, H, W) or (N, C, H, W) in [0, 1]; mean and std hold one
+    value per channel (C of them, in [0, 1] units), or one for all. Returns a new tensor of x's
+    shape, dtype and device, in standard deviations. Inverse: `denormalize`."""
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x - mean) / std
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """x * std + mean per channel, the inverse of `normalize`: back from standard deviations to [0, 1]
+    pixel units (not clamped: an optimized image may leave [0, 1]). Same shapes as `normalize`."""
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return x * std + mean
@@ -161,6 +166,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def resize_short_side(img: Image.Image | np.ndarray, size: int) -> Image.Image:
+    """The image (PIL or HxWx3 uint8 array) resized bilinearly so its shorter side is `size` pixels,
+    keeping the aspect ratio, as torchvision's Resize(size) does. Returns a PIL image."""
     img = Image.fromarray(img) if isinstance(img, np.ndarray) else img
     w, h = img.size
     # the long side truncated, as torchvision's Resize does (AlexNet_Weights.transforms(): round()
@@ -173,6 +180,8 @@ def resize_short_side(img: Image.Image | np.ndarray, size: int) -> Image.Image:
 
 
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """The central size x size square of an HxW(xC) array, placed as torchvision's CenterCrop places
+    it; a side shorter than `size` is kept whole (no padding)."""
     h, w = array.shape[:2]
     # rounded (half to even) as torchvision's CenterCrop does, so a crop matches AlexNet's transforms
     top, left = max(0, int(round((h - size) / 2.0))), max(0, int(round((w - size) / 2.0)))

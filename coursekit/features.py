@@ -31,6 +31,7 @@ METRICS = ("cosine", "euclidean")
 # ---------------------------------------------------------------- extraction
 
 def check_pool(pool) -> None:
+    """ValueError unless `pool` is one of POOLS or a whole number k >= 1 (average-pool to k x k)."""
     if pool in POOLS or (isinstance(pool, int) and not isinstance(pool, bool) and pool >= 1):
         return
     raise ValueError(f"pool={pool!r}: use one of {POOLS} or a grid size k >= 1 (average-pool to k x k)")

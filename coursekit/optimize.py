@@ -31,6 +31,7 @@ from .param import PixelImage
 
 @dataclass
 class Result:
+    """What `render` returns: the optimized image, the objective at every step, and per image at the end."""
     image: torch.Tensor                      # (N, 3, H, W) in the parameterization's range, detached
     history: list = field(default_factory=list)  # the objective (mean over images) at every step
     values: torch.Tensor | None = None       # the objective per image at the last step
@@ -63,6 +64,8 @@ OPTIMIZERS = {
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """The optimizer OPTIMIZERS[name] ("adam", "sgd" or "normalized", DeepDream's fixed-size step) over
+    `params` at learning rate `lr`. ValueError for another name or lr <= 0."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
     if not lr > 0:

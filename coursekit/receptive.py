@@ -25,6 +25,8 @@ from .widgets import panel_controls, unit_beyond, unit_controls, validate
 
 @dataclass(frozen=True)
 class ReceptiveField:
+    """Where one layer's units look in the input image (Araujo et al. 2019), in input pixels: what
+    `receptive_fields` returns per layer. `center` and `box` place the unit at (row, col)."""
     size: float     # pixels one unit sees along each side (float when the image is not square-divisible)
     stride: float   # pixels between neighbouring units
     start: float    # centre of unit (0, 0) in input pixels (negative when padding reaches outside)

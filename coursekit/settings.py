@@ -55,6 +55,7 @@ def default_dirs() -> tuple[Path, Path]:
 
 @dataclass(frozen=True)
 class Settings:
+    """The course's configuration, read from the COURSEKIT_* environment variables by `load`."""
     quick: bool
     data_roots: tuple[Path, ...]
     cache_dir: Path
@@ -81,6 +82,7 @@ def _flag(name: str) -> bool:
 
 
 def default_device() -> torch.device:
+    """CUDA when a GPU is there, else Apple's MPS, else the CPU (COURSEKIT_DEVICE overrides it)."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -156,6 +158,7 @@ def _load_for(environment: tuple) -> Settings:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random generators with `seed`."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -119,6 +119,9 @@ def require_learned(top1, bound: float, what: str) -> None:
 
 def save_checkpoint(directory: Path, epoch: int, model, optimizer, scheduler, history: History,
                     run: dict | None = None, keep: int = 2) -> Path:
+    """Save epoch `epoch` of a run (weights, optimizer, scheduler, history, and `run`, what identifies
+    the run, so a checkpoint resumes only the run that wrote it) atomically to
+    directory/epoch-NNNN.pt; keep the newest `keep`. Returns the file's path."""
     path = Path(directory) / f"epoch-{epoch:04d}.pt"
     _cache.atomic_save({"epoch": epoch, "run": run or {}, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),

@@ -50,12 +50,14 @@ class RandomAffine:
 
 
 def jitter(pixels: int = 2) -> Jitter:
+    """DeepDream's jitter (Mordvintsev et al. 2015): roll the image by up to `pixels` each step."""
     if pixels < 0:
         raise ValueError(f"jitter must be >= 0 pixels, not {pixels}")
     return Jitter(int(pixels))
 
 
 def random_scale(scales=(0.95, 1.0, 1.05)) -> RandomAffine:
+    """Rescale the image by one of `scales` (positive factors) each step, same size out (Olah et al. 2017)."""
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive factors such as (0.9, 1.0, 1.1), not {scales}")
@@ -63,6 +65,7 @@ def random_scale(scales=(0.95, 1.0, 1.05)) -> RandomAffine:
 
 
 def random_rotate(degrees: float = 5.0) -> RandomAffine:
+    """Rotate the image by up to +-`degrees` each step, same size out (Olah et al. 2017)."""
     if degrees < 0:
         raise ValueError(f"rotation must be >= 0 degrees, not {degrees}")
     return RandomAffine(degrees=float(degrees))
@@ -163,12 +166,17 @@ def _center(center, x) -> torch.Tensor:
 
 
 def decay(rate: float, center=0.0) -> Decay:
+    """Yosinski et al. (2015) L2 decay, theta_decay: after each step x <- center + (1 - rate)(x - center).
+    rate in [0, 1) (ValueError otherwise); center a value or one per channel, in the image's units."""
     if not 0 <= rate < 1:
         raise ValueError(f"decay rate must be in [0, 1) (Yosinski et al. use 0 to 0.3), not {rate}")
     return Decay(float(rate), center)
 
 
 def blur_every(sigma: float, every: int = 4) -> BlurEvery:
+    """Yosinski et al. (2015) Gaussian blur, theta_b_width and theta_b_every: blur the image with a
+    Gaussian of `sigma` pixels every `every` steps. ValueError for sigma < 0 or every not a whole
+    number >= 1; sigma 0 does nothing."""
     if sigma < 0:
         raise ValueError(f"blur sigma must be >= 0, not {sigma}")
     if int(every) != every or every < 1:
@@ -182,16 +190,22 @@ def _check_percent(percent, what):
 
 
 def clip_small_norm(percent: float, center=0.0) -> ClipSmallNorm:
+    """Yosinski et al. (2015) clipping of pixels with small norm, theta_n_pct: after each step, reset
+    the `percent` % of pixels whose colour vector lies closest to `center`. percent in [0, 100]."""
     _check_percent(percent, "norm clipping")
     return ClipSmallNorm(float(percent), center)
 
 
 def clip_small_contribution(percent: float, center=0.0) -> ClipSmallContribution:
+    """Yosinski et al. (2015) clipping of pixels with small contribution, theta_c_pct: after each step,
+    reset the `percent` % of pixels with the smallest |sum_c (x - center) * grad|, the first-order change
+    of the objective if the pixel were reset. percent in [0, 100) (ValueError otherwise)."""
     _check_percent(percent, "contribution clipping")
     return ClipSmallContribution(float(percent), center)
 
 
 def clamp(low: float = 0.0, high: float = 1.0) -> Clamp:
+    """Keep every pixel in [low, high] after each step. ValueError unless low < high."""
     if not low < high:
         raise ValueError(f"clamp needs low < high, got [{low}, {high}]")
     return Clamp(low, high)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 @dataclass(frozen=True)
 class Slider:
+    """A panel's numeric control: its range and default, checked values, and its ipywidgets slider."""
     name: str
     min: float
     max: float
@@ -51,6 +52,7 @@ class Slider:
 
 @dataclass(frozen=True)
 class Choice:
+    """A panel's control with fixed options: checked values, and its ipywidgets dropdown."""
     name: str
     options: Sequence[Any]
     value: Any = None

@@ -3,6 +3,8 @@ first-pass cache it runs notebooks in (the timing itself is a benchmark, not a t
 import dataclasses
 import json
 
+import nbformat
+
 from benchmarks import course_walltime
 from coursekit import backbones, settings
 
@@ -39,3 +41,16 @@ def test_first_run_cache_holds_only_the_backbone_and_decoded_images(tmp_path, mo
     found = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
     assert found == ["cifar10-train-32px.pt", f"models/{backbone.name}"]
     assert (fresh / "models" / backbone.name).read_bytes() == b"weights"
+
+
+def test_keep_going_runs_past_a_failing_cell_and_names_it(tmp_path):
+    """--keep-going: a cell that raises does not stop the notebook, and the status names it."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert False, 'a paper check'"),
+                                         nbformat.v4.new_code_cell("open('ran.txt', 'w').write('yes')")])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    _, status = course_walltime.run_notebook(path, 120, keep_going=True)
+    assert status == "code cells (index, error) raised: [(0, 'AssertionError')]", status
+    assert (tmp_path / "ran.txt").read_text() == "yes"
+    _, status = course_walltime.run_notebook(path, 120)  # the default stops at the error
+    assert status.startswith("FAILED: ") and "AssertionError" in status, status

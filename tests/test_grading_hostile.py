@@ -380,6 +380,19 @@ def test_public_helpers_of_a_reference_are_blocked_but_not_what_the_solution_run
         assert len(message) < 260, message       # feedback keeps 300 characters, with the error's name
 
 
+def _grade_answers(answers: dict, tmp_path) -> list:
+    """One submission per entry of `answers` ({exercise id: answer body}): its notebook with that
+    exercise answered by the body and the rest solved, graded as `coursekit grade` grades a class."""
+    sources = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[01][0-9]_*.ipynb"))}
+    subs = tmp_path / "subs"
+    for gid, body in answers.items():
+        nb = _answer(nbformat.read(str(sources[gid[:2]]), as_version=4), gid, body)
+        (subs / gid).mkdir(parents=True)
+        nbformat.write(nb, str(subs / gid / sources[gid[:2]].name))
+    return grading.grade(subs, ROOT / "notebooks", tmp_path / "out", cell_timeout=300, notebook_timeout=900,
+                         parallel=2, log=lambda *a: None)
+
+
 @pytest.mark.slow
 def test_calling_the_helpers_or_ignoring_the_arguments_scores_zero(tmp_path, request):
     """HELPER_CALLS graded in their real notebooks (the rest solved): each loses exactly its
@@ -388,14 +401,7 @@ def test_calling_the_helpers_or_ignoring_the_arguments_scores_zero(tmp_path, req
     cell: run it on purpose (-m slow)."""
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("grades seven notebooks (minutes): run with -m slow")
-    sources = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[01][0-9]_*.ipynb"))}
-    subs = tmp_path / "subs"
-    for gid, body in HELPER_CALLS.items():
-        nb = _answer(nbformat.read(str(sources[gid[:2]]), as_version=4), gid, body)
-        (subs / gid).mkdir(parents=True)
-        nbformat.write(nb, str(subs / gid / sources[gid[:2]].name))
-    grades = grading.grade(subs, ROOT / "notebooks", tmp_path / "out", cell_timeout=300, notebook_timeout=900,
-                           parallel=2, log=lambda *a: None)
+    grades = _grade_answers(HELPER_CALLS, tmp_path)
     found = {g.student: g for g in grades if g.file}
     assert set(found) == set(HELPER_CALLS), [(g.student, g.notes) for g in grades]
     for gid, grade in found.items():
@@ -411,14 +417,7 @@ def test_calling_the_reference_scores_zero_in_every_notebook(tmp_path, request):
     each notebook's setup cell included: run it on purpose (-m slow)."""
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("grades every notebook (minutes): run with -m slow")
-    sources = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[01][0-9]_*.ipynb"))}
-    subs = tmp_path / "subs"
-    for gid, body in CALL_THE_REFERENCE.items():
-        nb = _answer(nbformat.read(str(sources[gid[:2]]), as_version=4), gid, body)
-        (subs / gid).mkdir(parents=True)
-        nbformat.write(nb, str(subs / gid / sources[gid[:2]].name))
-    grades = grading.grade(subs, ROOT / "notebooks", tmp_path / "out", cell_timeout=300, notebook_timeout=900,
-                           parallel=2, log=lambda *a: None)
+    grades = _grade_answers(CALL_THE_REFERENCE, tmp_path)
     lost = {}
     for g in grades:
         if g.file:
