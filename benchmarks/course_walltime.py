@@ -39,6 +39,7 @@ RUN_ONE = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], 4); 
 
 
 FULL_LIMIT = 900  # seconds per notebook in full mode (the target)
+RAISED = "code cells (index, error) raised: "  # a keep-going status: it ran to the end, and these cells raised
 KEEP_GOING_LIMIT = 3600  # seconds per notebook with --keep-going: a notebook this slow is a finding anyway
 
 
@@ -62,7 +63,7 @@ def first_run_cache(folder: Path) -> Path:
 def run_notebook(path: Path, timeout: float, full: bool = False, cache: Path | None = None,
                  keep_going: bool = False) -> tuple[float, str]:
     """(seconds, status) of one notebook in a fresh kernel: "ok", "FAILED: <last error line>",
-    "cells N, M raised: <error names>" (keep_going: every cell ran) or "stopped at the budget"."""
+    RAISED + "[(index, error name), ...]" (keep_going: every cell ran) or "stopped at the budget"."""
     env = {**os.environ, "COURSEKIT_QUICK": "0" if full else "1"}
     if cache is not None:
         env["COURSEKIT_CACHE"] = str(cache)
@@ -75,7 +76,7 @@ def run_notebook(path: Path, timeout: float, full: bool = False, cache: Path | N
     elif code != 0:
         status = "FAILED: " + (err.strip().splitlines() or ["?"])[-1][:100]
     else:
-        status = "ok" if raised == "[]" else f"code cells (index, error) raised: {raised}"[:200]
+        status = "ok" if raised == "[]" else (RAISED + raised)[:200]
     return time.perf_counter() - tic, status
 
 
@@ -96,7 +97,7 @@ def time_notebooks(paths: list[Path], budget: float, full: bool, cache: Path | N
         complete &= status == "ok"
         met = None
         if full:  # each notebook has its own target in full mode
-            raised = status.startswith("code cells")  # keep_going: it ran to the end, and a cell failed
+            raised = status.startswith(RAISED)
             met = seconds < FULL_LIMIT if status == "ok" else (False if raised or seconds >= FULL_LIMIT else None)
         rows.append(row(f"{path.stem} ({mode})", seconds, "s", f"< {FULL_LIMIT} s" if full else "", met, note=status))
         print(f"  {path.stem:40s} {seconds:7.1f} s  {status}", flush=True)

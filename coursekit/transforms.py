@@ -191,7 +191,8 @@ def _check_percent(percent, what):
 
 def clip_small_norm(percent: float, center=0.0) -> ClipSmallNorm:
     """Yosinski et al. (2015) clipping of pixels with small norm, theta_n_pct: after each step, reset
-    the `percent` % of pixels whose colour vector lies closest to `center`. percent in [0, 100]."""
+    the `percent` % of pixels whose colour vector lies closest to `center`. percent in [0, 100)
+    (ValueError otherwise)."""
     _check_percent(percent, "norm clipping")
     return ClipSmallNorm(float(percent), center)
 
