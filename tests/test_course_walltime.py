@@ -54,3 +54,22 @@ def test_keep_going_runs_past_a_failing_cell_and_names_it(tmp_path):
     assert (tmp_path / "ran.txt").read_text() == "yes"
     _, status = course_walltime.run_notebook(path, 120)  # the default stops at the error
     assert status.startswith("FAILED: ") and "AssertionError" in status, status
+
+
+def test_full_mode_has_no_total_budget_quick_mode_has_900_s(tmp_path, monkeypatch):
+    """A full-mode run of several notebooks is cut only by each notebook's own limit: a total of 900 s
+    (quick mode's) stopped 11 after 09 had used 250 s of it."""
+    budgets = []
+
+    def fake_time(paths, budget, full, cache=None, keep_going=False):
+        budgets.append((full, budget))
+        return [], 0.0, True
+
+    monkeypatch.setattr(course_walltime, "time_notebooks", fake_time)
+    monkeypatch.setattr(course_walltime, "first_run_cache", lambda folder: folder)
+    monkeypatch.setattr(course_walltime, "RESULTS", tmp_path)
+    monkeypatch.setattr(course_walltime, "save", lambda *args, **kwargs: None)
+    course_walltime.main(["--full", "--keep-going", "--only", "09", "11"])
+    course_walltime.main(["--only", "00"])
+    course_walltime.main(["--full", "--budget", "60"])
+    assert budgets == [(True, float("inf")), (False, 900), (True, 60)]

@@ -55,12 +55,14 @@ def outcome(cell) -> str:
     return {"AssertionError": "fails", "NotLearned": NOT_LEARNED}.get(name, f"crashes: {name}")
 
 
-def run(notebook: Path, env: dict[str, str]) -> list:
+def run(notebook: Path, env: dict[str, str], skip_checks: bool = False) -> list:
     """Execute a notebook top to bottom in a fresh kernel with `env` added to the environment,
-    every cell run even after an error; returns its code cells, executed."""
+    every cell run even after an error (with skip_checks, every cell but the paper checks, which
+    are left unexecuted, without outputs); returns its code cells, executed."""
     from nbclient import NotebookClient
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, allow_errors=True, kernel_name="python3",
-                            resources={"metadata": {"path": str(notebook.parent)}})
+                            resources={"metadata": {"path": str(notebook.parent)}},
+                            **({"skip_cells_with_tag": TAG} if skip_checks else {}))
     client.execute(env={**os.environ, **env})
     return [c for c in nb.cells if c.cell_type == "code"]
