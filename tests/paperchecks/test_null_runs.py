@@ -75,14 +75,22 @@ def test_paper_checks_fail_in_their_null(notebook, null, record_property):
 IMAGENET = {"COURSEKIT_NULL": "untrained", "COURSEKIT_BACKBONE": "imagenet"}
 
 
+def _raised_on_the_imagenet_path(notebook: Path, skip_checks: bool) -> list:
+    """(cell, outcome) of every cell that raised on random-weights ImageNet AlexNet, a paper check
+    failing its assert excepted (a skipped check has no outputs: it passes)."""
+    cells = run(notebook, IMAGENET, skip_checks=skip_checks)
+    checks = {c.cell for c in paper_checks(notebook)}
+    return [(i, outcome(cell)) for i, cell in enumerate(cells) if outcome(cell) != "passes"
+            and not (i in checks and outcome(cell) == "fails")]
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_runs_on_the_imagenet_path(notebook):
     """The path every online student gets (COURSEKIT_BACKBONE=auto picks torchvision's ImageNet
     AlexNet), on the real architecture at 224 px with random weights (no download needed: the
     untrained null), every cell but the paper checks: no cell may raise. The checks fail on random
     weights; the costly test below runs them too (make nullruns)."""
-    cells = run(notebook, IMAGENET, skip_checks=True)
-    raised = [(i, outcome(cell)) for i, cell in enumerate(cells) if outcome(cell) != "passes"]
+    raised = _raised_on_the_imagenet_path(notebook, skip_checks=True)
     assert not raised, f"{notebook.name} on random-weights ImageNet AlexNet: these cells raised: {raised}"
 
 
@@ -91,10 +99,7 @@ def test_notebook_runs_on_the_imagenet_path(notebook):
 def test_paper_checks_run_on_the_imagenet_path(notebook):
     """As above with the paper checks run too: each may fail its assert (AssertionError) on random
     weights, but nothing in it may crash at 224 px (about 12-16 minutes on 2 workers: make nullruns)."""
-    cells = run(notebook, IMAGENET)
-    checks = {c.cell for c in paper_checks(notebook)}
-    raised = [(i, outcome(cell)) for i, cell in enumerate(cells) if outcome(cell) != "passes"
-              and not (i in checks and outcome(cell) == "fails")]
+    raised = _raised_on_the_imagenet_path(notebook, skip_checks=False)
     assert not raised, f"{notebook.name} on random-weights ImageNet AlexNet: these cells raised: {raised}"
 
 
