@@ -103,3 +103,17 @@ def save(name: str, command: str, rows: list[dict], quiet: bool = False, **extra
         verdict = "" if r["met"] is None else ("  [met]" if r["met"] else "  [NOT met]")
         print(f"  {r['measure']:58s} {r['value']:10.3f} {r['unit']:8s} {r['target']}{verdict}")
     return path
+
+
+def standin_torch_home(home: Path) -> Path:
+    """A torch home whose cache holds torchvision's AlexNet with RANDOM weights (seed 0) under the
+    real IMAGENET1K_V1 file name: the imagenet code path at its real size, offline, without the real
+    weights. Only for a temporary folder (a test's or a benchmark's), never a user's TORCH_HOME."""
+    import torchvision
+    from torchvision.models import AlexNet_Weights
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(),
+               checkpoints / AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1])
+    return home
