@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from benchmarks import course_walltime
 from coursekit import backbones, settings
@@ -42,6 +43,24 @@ def test_first_run_cache_holds_only_the_backbone_and_decoded_images(tmp_path, mo
     found = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
     assert found == ["cifar10-train-32px.pt", f"models/{backbone.name}"]
     assert (fresh / "models" / backbone.name).read_bytes() == b"weights"
+
+
+def test_on_the_imagenet_path_the_first_run_cache_never_trains_the_cifar10_backbone(tmp_path, monkeypatch):
+    """--imagenet: the cifar10 backbone is not the notebooks' own, so it is linked when cached and
+    otherwise left for the notebook that needs it (08) to train, as on a student's first pass."""
+    real = tmp_path / "real"
+    monkeypatch.setenv("COURSEKIT_CACHE", str(real))
+    real.mkdir()
+    (real / "cifar10-test-32px.pt").write_bytes(b"images")
+    monkeypatch.setattr(backbones, "trained_cifar10", lambda *a, **k: pytest.fail("trained the cifar10 backbone"))
+    fresh = course_walltime.first_run_cache(tmp_path / "fresh", imagenet=True)
+    assert sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file()) == ["cifar10-test-32px.pt"]
+    cfg = dataclasses.replace(settings.load(), quick=False)
+    backbone = backbones.cifar10_cache_path(backbones.cifar10_recipe(cfg), cfg)
+    backbone.parent.mkdir(parents=True)
+    backbone.write_bytes(b"weights")
+    linked = course_walltime.first_run_cache(tmp_path / "again", imagenet=True)
+    assert (linked / "models" / backbone.name).read_bytes() == b"weights"
 
 
 def test_keep_going_runs_past_a_failing_cell_and_names_it(tmp_path):
@@ -85,7 +104,7 @@ def test_full_mode_has_no_total_budget_quick_mode_has_900_s(tmp_path, monkeypatc
         return [], 0.0, True
 
     monkeypatch.setattr(course_walltime, "time_notebooks", fake_time)
-    monkeypatch.setattr(course_walltime, "first_run_cache", lambda folder: folder)
+    monkeypatch.setattr(course_walltime, "first_run_cache", lambda folder, imagenet=False: folder)
     monkeypatch.setattr(course_walltime, "RESULTS", tmp_path)
     monkeypatch.setattr(course_walltime, "save", lambda *args, **kwargs: None)
     course_walltime.main(["--full", "--keep-going", "--only", "09", "11"])
@@ -96,17 +115,18 @@ def test_full_mode_has_no_total_budget_quick_mode_has_900_s(tmp_path, monkeypatc
 
 def test_imagenet_runs_on_a_stand_in_in_its_own_torch_home_and_saves_apart(tmp_path, monkeypatch):
     """--imagenet: the notebooks see COURSEKIT_BACKBONE=imagenet and a TORCH_HOME holding random
-    AlexNet weights under the real file name (never the user's), keep going, and save apart."""
-    from torchvision.models import AlexNet_Weights
+    AlexNet and ResNet-18 weights under the real file names (never the user's), keep going, and save apart."""
+    from torchvision.models import AlexNet_Weights, ResNet18_Weights
     seen, saved = [], []
 
     def fake_time(paths, budget, full, cache=None, keep_going=False, env=None, checks_may_fail=False):
-        weights = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
-        seen.append((env["COURSEKIT_BACKBONE"], weights.exists(), keep_going, checks_may_fail))
+        cached = Path(env["TORCH_HOME"]) / "hub" / "checkpoints"
+        weights = [cached / w.IMAGENET1K_V1.url.rsplit("/", 1)[1] for w in (AlexNet_Weights, ResNet18_Weights)]
+        seen.append((env["COURSEKIT_BACKBONE"], all(w.exists() for w in weights), keep_going, checks_may_fail))
         return [], 0.0, True
 
     monkeypatch.setattr(course_walltime, "time_notebooks", fake_time)
-    monkeypatch.setattr(course_walltime, "first_run_cache", lambda folder: folder)
+    monkeypatch.setattr(course_walltime, "first_run_cache", lambda folder, imagenet=False: folder)
     monkeypatch.setattr(course_walltime, "RESULTS", tmp_path)
     monkeypatch.setattr(course_walltime, "save", lambda name, *args, **kwargs: saved.append(name))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "users-own"))
