@@ -86,7 +86,7 @@ def _raised_on_the_imagenet_path(notebook: Path, skip_checks: bool) -> list:
 
 # The notebooks make test runs on the ImageNet path: those whose run took under 80 s (quick mode, 2
 # workers, Intel Xeon, 2026-12-01: 00 11 s, 01 52 s, 03 63 s, 04 72 s, 09 73 s, 10 14 s). All twelve
-# took 974 s there, and on a CPU without AVX-512 (AMD EPYC, 2026-12-02) every notebook run took 2.1x
+# took 974 s there, and on a CPU without AVX-512 (AMD EPYC, 2026-12-02) every phase took 1.8-2.1x
 # as long, which put make test over CI's 90 minutes; the other six (05 132 s, 11 144 s, 02 163 s,
 # 07 245 s, 06 285 s, 08 477 s) run on the ImageNet path in make nullruns, checks included (below).
 IMAGENET_IN_MAKE_TEST = {"00_setup", "01_alexnet", "03_filters_activations", "04_what_excites_a_neuron",
