@@ -43,7 +43,9 @@ instructor: $(VENV)/.installed
 
 # unit tests; every notebook once on the real setup, in JupyterLab + Chromium as a student runs it
 # (under nbval where there is no Chromium); then the null runs, whose report joins that run's results,
-# and every notebook on the ImageNet path (random-weights AlexNet at 224 px) but its paper checks.
+# and six notebooks on the ImageNet path (random-weights AlexNet at 224 px) but their paper checks
+# (the six quickest there: tests/paperchecks/test_null_runs.py's IMAGENET_IN_MAKE_TEST says why;
+# make nullruns runs all twelve).
 # Two workers on two cores: one thread per notebook kernel, as tests/conftest.py gives each unit-test
 # worker (more threads only fight). warm first: the networks the notebooks share are trained once with
 # both cores, instead of by one worker while the other waits on the cache lock. --dist loadscope keeps

@@ -103,3 +103,19 @@ def save(name: str, command: str, rows: list[dict], quiet: bool = False, **extra
         verdict = "" if r["met"] is None else ("  [met]" if r["met"] else "  [NOT met]")
         print(f"  {r['measure']:58s} {r['value']:10.3f} {r['unit']:8s} {r['target']}{verdict}")
     return path
+
+
+def standin_torch_home(home: Path) -> Path:
+    """A torch home whose cache holds torchvision's AlexNet and ResNet-18 (the imagenet backbone and
+    its second network, backbones.second_network) with RANDOM weights (seed 0) under their real
+    IMAGENET1K_V1 file names: the imagenet code path at its real size, offline, without the real
+    weights. Only for a temporary folder (a test's or a benchmark's), never a user's TORCH_HOME."""
+    import torchvision
+    from torchvision.models import AlexNet_Weights, ResNet18_Weights
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for architecture, weights in ((torchvision.models.alexnet, AlexNet_Weights.IMAGENET1K_V1),
+                                  (torchvision.models.resnet18, ResNet18_Weights.IMAGENET1K_V1)):
+        torch.manual_seed(0)
+        torch.save(architecture().state_dict(), checkpoints / weights.url.rsplit("/", 1)[1])
+    return home

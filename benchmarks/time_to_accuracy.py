@@ -5,7 +5,8 @@ on the 10k test images after every epoch and checkpointing under benchmarks/resu
 stops it when the budget runs out; the next run resumes from the last checkpoint (fit resumes
 runs exactly), so a long measurement can be finished over several invocations. Seconds are
 training seconds (fit's per-epoch `seconds`, evaluation excluded), summed over epochs.
-Targets: 80% in under 600 s on the 2-core CPU machine; final top-1 >= 85%.
+Targets (issue 23): one recipe reaching 80% within 480 s and 85% within 900 s of training on the
+2-core CPU machine, final top-1 >= 85%.
 
 It also reports what the trained-model cache already knows (recipes trained by notebooks).
 
@@ -17,8 +18,7 @@ It also reports what the trained-model cache already knows (recipes trained by n
 way, saved as time_to_accuracy_quick: targets >= 55% final test top-1 in <= 150 s of training.
 
 --epochs N trains the same recipe on a longer one-cycle schedule (its own checkpoints, saved as
-time_to_accuracy_<N>ep): what the 85% target costs on this machine. The backbone keeps 12 epochs,
-which pass 80% within 10 minutes.
+time_to_accuracy_<N>ep), held to the same targets: what the 85% target costs on this machine.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from benchmarks.common import invocation, RESULTS, row, save
 
 
 QUICK_TOP1, QUICK_SECONDS = 0.55, 150  # the quick backbone's targets (issue 23)
+TO_80_SECONDS, TO_85_SECONDS = 480, 900  # one full recipe: 80% in 8 minutes, 85% in 15 (issue 23)
 
 
 def full_recipe(epochs: int | None = None, quick: bool = False) -> dict:
@@ -82,9 +83,21 @@ def seconds_to(history: list[dict], top1: float) -> float | None:
     return None
 
 
-def curve_rows(history: list[dict], epochs: int, longer: bool = False) -> list[dict]:
-    """Per-epoch accuracy and the targets; a longer schedule (longer=True) is not held to the
-    recipe's 80%-in-10-minutes target, only to 85% final."""
+def time_to_row(history: list[dict], epochs: int, top1: float, target: float) -> dict:
+    """Training seconds to `top1` test accuracy against its target (issue 23: one recipe reaching
+    80% within 8 minutes and 85% within 15); unreached, the row says so and misses once the run is
+    over or past the target time, and has no verdict while it can still make it."""
+    reached, elapsed = seconds_to(history, top1), sum(e["seconds"] for e in history)
+    if reached is not None:
+        return row(f"seconds to {top1:.0%} test top-1", reached, "s", f"<= {target:.0f} s", reached <= target)
+    over = elapsed > target or len(history) == epochs
+    return row(f"seconds to {top1:.0%} test top-1: not reached in {len(history)} of {epochs} epochs measured",
+               elapsed, "s", f"<= {target:.0f} s", False if over else None)
+
+
+def curve_rows(history: list[dict], epochs: int) -> list[dict]:
+    """Per-epoch accuracy and the targets: whatever its schedule, a recipe is held to both times
+    (80% in TO_80_SECONDS, 85% in TO_85_SECONDS) and to 85% final."""
     rows, elapsed = [], 0.0
     for epoch in history:
         elapsed += epoch["seconds"]
@@ -93,15 +106,7 @@ def curve_rows(history: list[dict], epochs: int, longer: bool = False) -> list[d
     if history:
         rows.append(row("mean training seconds per epoch (full recipe, 50k images)",
                         elapsed / len(history), "s"))
-    reached, reached_85 = seconds_to(history, 0.80), seconds_to(history, 0.85)
-    if reached is not None:
-        to_80 = row("seconds to 80% test top-1", reached, "s", "< 600 s", reached < 600)
-    else:
-        to_80 = row(f"seconds to 80% test top-1: not reached in {len(history)} of {epochs} epochs measured",
-                    elapsed, "s", "< 600 s", False if elapsed >= 600 or len(history) == epochs else None)
-    rows.append({**to_80, "target": "", "met": None} if longer else to_80)
-    if reached_85 is not None:
-        rows.append(row("seconds to 85% test top-1", reached_85, "s"))
+    rows += [time_to_row(history, epochs, 0.80, TO_80_SECONDS), time_to_row(history, epochs, 0.85, TO_85_SECONDS)]
     if len(history) == epochs:
         rows.append(row(f"final test top-1 of the full recipe ({epochs} epochs)", history[-1]["test_top1"], "top-1",
                         ">= 0.85", history[-1]["test_top1"] >= 0.85))
@@ -160,9 +165,9 @@ def main(argv=None):
     rows = [] if args.epochs else cache_rows()
     if args.quick:
         rows.append(row("full recipe: seconds to 80% and final top-1 not measured (--quick); "
-                        "run without --quick", float("nan"), "s", "< 600 s / >= 0.85"))
+                        "run without --quick", float("nan"), "s", "<= 480 s / <= 900 s / >= 0.85"))
     else:
-        rows += curve_rows(measured_epochs(args.budget, args.epochs), recipe["epochs"], longer=bool(args.epochs))
+        rows += curve_rows(measured_epochs(args.budget, args.epochs), recipe["epochs"])
     name = "time_to_accuracy" + (f"_{args.epochs}ep" if args.epochs else "")
     save(name, invocation("time_to_accuracy", argv), rows, recipe=recipe)
 

@@ -126,17 +126,9 @@ def test_cifar10_backbone_carries_what_differs(tiny_cifar, monkeypatch):
 
 @pytest.fixture(scope="module")
 def standin_torch_home(tmp_path_factory):
-    """A torch home whose cache holds torchvision's AlexNet with RANDOM weights under the real
-    IMAGENET1K_V1 file name: the imagenet code path, offline, without the real weights."""
-    import torchvision
-    from torchvision.models import AlexNet_Weights
-    home = tmp_path_factory.mktemp("torch_home")
-    checkpoints = home / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(),
-               checkpoints / AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1])
-    return home
+    """A torch home holding random-weights AlexNet under the real IMAGENET1K_V1 file name."""
+    from benchmarks.common import standin_torch_home
+    return standin_torch_home(tmp_path_factory.mktemp("torch_home"))
 
 
 @pytest.fixture
