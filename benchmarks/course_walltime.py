@@ -24,9 +24,9 @@ With --imagenet, every notebook runs on the ImageNet path online students get
 torchvision's AlexNet (and ResNet-18, the second network) with random weights under the real cache
 file names in a temporary TORCH_HOME (the real weights cannot be downloaded here); in full mode the
 first-run cache does not pre-train the cifar10 backbone, which the ImageNet path's notebooks do not
-use as theirs (08 trains it on a miss, as a student's first pass would). It implies --keep-going: on random weights the paper
-checks fail their asserts, which the verdict expects; any other raised cell fails it. Saved apart, as
-course_walltime_imagenet and course_walltime_imagenet_full.
+use as theirs (08 trains it on a miss, as a student's first pass would). It implies --keep-going:
+on random weights the paper checks fail their asserts, which the verdict expects; any other raised
+cell fails it. Saved apart, as course_walltime_imagenet and course_walltime_imagenet_full.
 
 Each row's note gives the kernel's peak resident memory (getrusage of the finished kernel); in full
 mode a notebook meets its target when it takes under 15 minutes and peaks under 8 GiB.

@@ -126,7 +126,7 @@ def test_cifar10_backbone_carries_what_differs(tiny_cifar, monkeypatch):
 
 @pytest.fixture(scope="module")
 def standin_torch_home(tmp_path_factory):
-    """A torch home holding random-weights AlexNet under the real IMAGENET1K_V1 file name."""
+    """A torch home holding random-weights AlexNet and ResNet-18 under their real IMAGENET1K_V1 file names."""
     from benchmarks.common import standin_torch_home
     return standin_torch_home(tmp_path_factory.mktemp("torch_home"))
 
