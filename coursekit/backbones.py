@@ -12,7 +12,7 @@ return their model in eval mode on the configured device (settings.device).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -391,6 +391,27 @@ def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tupl
     model = model.to(cfg.device).eval()
     weights = "random weights (null run)" if cfg.null else "ResNet18_Weights.IMAGENET1K_V1"
     return model, {"recipe": {"torchvision": "resnet18", "weights": weights}, "test_top1": None}
+
+
+def trainable_pair(bb: Backbone, cfg=None, progress: bool = True) -> tuple[Backbone, _models.PixelModel, dict]:
+    """Two CIFAR-10 MiniAlexNets trained independently, cheap enough to attack and fine-tune inside a
+    notebook (08: transfer of adversarial examples, Szegedy et al. 2014; adversarial training,
+    Goodfellow et al. 2015): (the cifar10 backbone, its second network, the second's info as
+    `second_network` returns it).
+
+    On the cifar10 path that is `bb` itself and its second network. On the imagenet path, whose
+    224-px AlexNet costs about 50x as much per image as MiniAlexNet, the pair comes from the quick
+    recipes in either mode (`cifar10_recipe` and `second_recipe` with quick=True: every training image
+    for 2 epochs, about 60% top-1, and 300 per class for 2): trained on first use in a few minutes on
+    2 CPU cores, where the full recipes (12 and 6 epochs) would take about a quarter of an hour more
+    of a 15-minute notebook. Raises what `backbone` and `second_network` raise.
+    """
+    cfg = _settings.current(cfg)
+    if bb.name != "cifar10":
+        cfg = replace(cfg, quick=True)  # recipes only: the caller's own sizes still follow its mode
+        bb = backbone("cifar10", cfg, progress)
+    second, info = second_network(bb, cfg, progress)
+    return bb, second, info
 
 
 # ---------------------------------------------------------------- AlexNet's two towers (Figure 3)

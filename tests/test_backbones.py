@@ -320,3 +320,20 @@ def test_trains_in_null_trains_on_shuffled_labels_only_in_that_null(tiny_cifar, 
     shuffled, info = backbones.trained_cifar10(tiny, progress=False, trains_in_null=True)
     assert info["trained_now"] and "null-shuffled-labels" in info["path"]
     assert not torch.equal(shuffled.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+
+
+def test_the_trainable_pair_is_the_backbone_itself_on_cifar10_and_the_quick_recipes_on_imagenet(monkeypatch):
+    """08's attacked and fine-tuned pair: on the imagenet path, the quick recipes in full mode too (a
+    first full-mode pass must not train the 12-epoch backbone inside a 15-minute notebook); on the
+    cifar10 path, the backbone the rest of the notebook uses."""
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")  # initial weights: nothing is trained here
+    monkeypatch.setenv("COURSEKIT_QUICK", "0")
+    monkeypatch.setattr(backbones._train, "evaluate", lambda model, images: {"top1": 0.1, "top5": 0.5})
+    fake = backbones.Backbone("imagenet", None, backbones.imagenet_classes(), 224, models.IMAGENET_MEAN,
+                              models.IMAGENET_STD, [])
+    cifar, second, info = backbones.trainable_pair(fake, progress=False)
+    quick = dataclasses.replace(settings.current(), quick=True)
+    assert cifar.name == "cifar10" and cifar.info["recipe"] == backbones.cifar10_recipe(quick)
+    assert info["recipe"] == backbones.second_recipe(quick) != backbones.second_recipe()
+    same, _, full_info = backbones.trainable_pair(cifar, progress=False)
+    assert same is cifar and full_info["recipe"] == backbones.second_recipe()
