@@ -118,7 +118,8 @@ class Backbone:
 
 def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
     """'imagenet' (torchvision AlexNet), 'cifar10' (the course's MiniAlexNet) or 'auto':
-    imagenet when its weights load, else cifar10. Returned in eval mode on the settings' device."""
+    imagenet when its weights and the ImageNet sample photos are here or can be downloaded, else
+    cifar10 (its `reason` says why). Returned in eval mode on the settings' device."""
     cfg = _settings.current(cfg)
     name = name or cfg.backbone
     if name not in {"auto", "imagenet", "cifar10"}:
@@ -130,9 +131,10 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
         if why is None:
             return _imagenet_backbone(cfg)
         if name == "imagenet":
-            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once "
-                               f"(weights are cached in {torch.hub.get_dir()}) or use backbone('cifar10').")
-        reason = f"cifar10 backbone, because ImageNet AlexNet weights are unavailable ({why})"
+            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once and run "
+                               f"`python -m coursekit prefetch` (the weights are cached in {torch.hub.get_dir()}, "
+                               f"the sample photos in the first data root), or use backbone('cifar10').")
+        reason = f"cifar10 backbone, because the ImageNet AlexNet path is unavailable ({why})"
     else:
         reason = "cifar10 backbone, as asked"
     model, info = trained_cifar10(cfg=cfg, progress=progress)
@@ -158,6 +160,9 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # mean share of the drop too noisy to bar (spread 0.03-0.06 between copies), 100 narrows it; on a
 # random AlexNet 8 let the null run's own random backbone clear its copies' bar (0.532 > 0.521), 24
 # did not (0.462 < 0.542), at about the old check's cost (6 networks x 456 passes at 224 px)
+# compared_classes: 05's classes climbed on both the score and the probability, on the backbone and on
+# 5 untrained copies (2 x 300 steps per class and copy in full mode): on the ImageNet path 4 classes
+# took 503 s of 05's 968 s (2026-12-02, AMD EPYC, 2 cores)
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
 # sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
@@ -172,12 +177,14 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # under a minute, inside 08's 15 minutes; 150 generations are where the backbone's median confidence
 # clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 100, "full": 300}, "dream_size": {"quick": 96, "full": 160},
-                  "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
+                  "class_model_starts": {"quick": 3, "full": 3}, "compared_classes": {"quick": 4, "full": 4},
+                  "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
                   "attack_images": {"quick": 100, "full": 1000},
                   "evolved_classes": {"quick": 5, "full": 9}, "evolved_generations": {"quick": 150, "full": 150}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 24, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
+                   "class_model_starts": {"quick": 1, "full": 1}, "compared_classes": {"quick": 4, "full": 2},
+                   "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
                    "attack_images": {"quick": 50, "full": 100},
                    "evolved_classes": {"quick": 3, "full": 8}, "evolved_generations": {"quick": 10, "full": 50}}
@@ -187,13 +194,17 @@ IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
 
 
 def _imagenet_unavailable(cfg) -> str | None:
+    """Why the imagenet path cannot run here: its weights, or the sample photos its notebooks
+    classify and mine (None: both are here or can be downloaded)."""
     if imagenet_weights_cached():
-        return None
-    if cfg.offline:
-        return "offline (COURSEKIT_OFFLINE=1) and not in torch's cache"
-    if not _data.can_download("download.pytorch.org"):
-        return "not in torch's cache and download.pytorch.org cannot be reached"
-    return None
+        why = None
+    elif cfg.offline:
+        why = "the AlexNet weights are not in torch's cache and COURSEKIT_OFFLINE=1 is set"
+    elif not _data.can_download("download.pytorch.org"):
+        why = "the AlexNet weights are not in torch's cache and download.pytorch.org cannot be reached"
+    else:
+        why = None
+    return why or _data.imagenet_samples_unavailable(cfg)
 
 
 def _imagenet_backbone(cfg) -> Backbone:

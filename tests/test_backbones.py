@@ -30,6 +30,15 @@ def test_imagenet_backbone_offline_says_why(monkeypatch):
         backbones.backbone("imagenet")
 
 
+def test_auto_takes_cifar10_when_the_weights_are_here_but_the_sample_photos_cannot_be_had(tiny_cifar, monkeypatch):
+    """The ImageNet path's notebooks classify and mine the sample photos: with the weights cached but
+    no photos and no download (offline), auto must not pick a path that fails in 01-08."""
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")  # initial weights: nothing is trained here
+    monkeypatch.setattr(backbones, "imagenet_weights_cached", lambda weights=None: True)
+    bb = backbones.backbone("auto")
+    assert bb.name == "cifar10" and "sample photos" in bb.reason and "COURSEKIT_OFFLINE=1" in bb.reason
+
+
 def test_imagenet_backbone_with_real_weights():
     if not backbones.imagenet_weights_cached():
         pytest.skip("needs torchvision's IMAGENET1K_V1 AlexNet weights in torch's cache (download once online)")
