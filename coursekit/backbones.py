@@ -189,8 +189,8 @@ IMAGENET_BUDGET = {"occlusion_images": {"quick": 24, "full": 50}, "dream_size": 
                    "attack_images": {"quick": 50, "full": 100},
                    "evolved_classes": {"quick": 3, "full": 8}, "evolved_generations": {"quick": 10, "full": 50}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
-# chihuahua, strawberry
-IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
+# Japanese spaniel (the "Better Visualizations" slide's (g): index 152, not 151 Chihuahua), strawberry
+IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 152, 949]
 
 
 def _imagenet_unavailable(cfg) -> str | None:
