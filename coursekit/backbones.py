@@ -163,6 +163,9 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # compared_classes: 05's classes climbed on both the score and the probability, on the backbone and on
 # 5 untrained copies (2 x 300 steps per class and copy in full mode): on the ImageNet path 4 classes
 # took 503 s of 05's 968 s (2026-12-02, AMD EPYC, 2 cores)
+# judged_classes / matched_classes: 06's class models judged by the second network (the shown classes
+# first), and the shown classes climbed again per prior for the equal-score table; on the ImageNet path
+# all 8 and 3 took 746 s and 364 s of 06's 1,382 s in full mode (2026-12-02, AMD EPYC, 2 cores)
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
 # sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
@@ -178,12 +181,14 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 100, "full": 300}, "dream_size": {"quick": 96, "full": 160},
                   "class_model_starts": {"quick": 3, "full": 3}, "compared_classes": {"quick": 4, "full": 4},
+                  "judged_classes": {"quick": 10, "full": 10}, "matched_classes": {"quick": 1, "full": 3},
                   "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
                   "attack_images": {"quick": 100, "full": 1000},
                   "evolved_classes": {"quick": 5, "full": 9}, "evolved_generations": {"quick": 150, "full": 150}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 24, "full": 50}, "dream_size": {"quick": 224, "full": 224},
                    "class_model_starts": {"quick": 1, "full": 1}, "compared_classes": {"quick": 4, "full": 2},
+                   "judged_classes": {"quick": 8, "full": 3}, "matched_classes": {"quick": 1, "full": 1},
                    "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
                    "attack_images": {"quick": 50, "full": 100},
