@@ -84,9 +84,9 @@ def first_run_cache(folder: Path, imagenet: bool = False) -> Path:
     (links into the real cache), so every notebook's own experiments run as on a student's first
     pass. The backbone is trained here first if it is not cached yet (not a notebook's cost). On the
     ImageNet path (imagenet=True) the notebooks' backbone is the downloaded AlexNet, so the cifar10
-    backbone is linked only if cached, never trained here: a notebook that needs it anyway (08's
-    transfer and adversarial-training sections need a network we can train) trains it on a miss,
-    as on a student's first pass."""
+    backbone is linked only if cached, never trained here: 08's transfer and adversarial-training
+    sections, which need networks we can train, train their quick-recipe pair there on a miss
+    (backbones.trainable_pair), as on a student's first pass."""
     from coursekit import backbones, settings
     cfg = dataclasses.replace(settings.load(), quick=False)
     recipe = backbones.cifar10_recipe(cfg)

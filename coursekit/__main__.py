@@ -102,11 +102,13 @@ def _size(path: Path) -> int:
 
 
 def _add_prefetch(commands) -> None:
-    cmd = _command(commands, "prefetch", "download CIFAR-10 and the ImageNet AlexNet and ResNet-18 weights now, while online",
+    cmd = _command(commands, "prefetch", "download CIFAR-10, the ImageNet sample photos and the AlexNet and ResNet-18 "
+                   "weights now, while online",
                    "Run once on a machine with internet access; afterwards the notebooks work offline.\n"
-                   "CIFAR-10 goes into the first data root (or the cache if that is read-only) and is\n"
-                   "decoded into the cache; the weights of AlexNet (the imagenet backbone) and ResNet-18\n"
-                   "(its second network) go into torch's cache. What is already\n"
+                   "CIFAR-10 and the ImageNet sample photos (one per class) go into the first data root\n"
+                   "(or the cache if that is read-only), CIFAR-10 is decoded into the cache; the weights of\n"
+                   "AlexNet (the imagenet backbone) and ResNet-18 (its second network) go into torch's\n"
+                   "cache. What is already\n"
                    "here is not downloaded again. Offline (COURSEKIT_OFFLINE=1 or no network) it says\n"
                    "what is missing and exits with status 1.")
     cmd.set_defaults(run=_prefetch)
@@ -126,6 +128,10 @@ def _prefetch(args) -> int:
             print(f"CIFAR-10 {split}: ready ({len(images)} images)")
         except (OSError, RuntimeError) as err:  # DataNotFoundError, network errors
             missing.append(f"CIFAR-10 {split}: {err}")
+    try:
+        print(f"ImageNet sample photos: ready ({len(data.imagenet_samples(cfg))} in {data.imagenet_samples_folder(cfg)})")
+    except (OSError, RuntimeError) as err:  # DataNotFoundError, network errors, an incomplete archive
+        missing.append(f"ImageNet sample photos: {err}")
     for label, weights, download in _imagenet_weights():
         try:
             print(f"{label}: {_prefetch_weights(cfg, weights, download)}")

@@ -12,7 +12,7 @@ return their model in eval mode on the configured device (settings.device).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -118,7 +118,8 @@ class Backbone:
 
 def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbone:
     """'imagenet' (torchvision AlexNet), 'cifar10' (the course's MiniAlexNet) or 'auto':
-    imagenet when its weights load, else cifar10. Returned in eval mode on the settings' device."""
+    imagenet when its weights and the ImageNet sample photos are here or can be downloaded, else
+    cifar10 (its `reason` says why). Returned in eval mode on the settings' device."""
     cfg = _settings.current(cfg)
     name = name or cfg.backbone
     if name not in {"auto", "imagenet", "cifar10"}:
@@ -130,9 +131,10 @@ def backbone(name: str | None = None, cfg=None, progress: bool = True) -> Backbo
         if why is None:
             return _imagenet_backbone(cfg)
         if name == "imagenet":
-            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once "
-                               f"(weights are cached in {torch.hub.get_dir()}) or use backbone('cifar10').")
-        reason = f"cifar10 backbone, because ImageNet AlexNet weights are unavailable ({why})"
+            raise RuntimeError(f"imagenet backbone unavailable: {why}. Connect to the internet once and run "
+                               f"`python -m coursekit prefetch` (the weights are cached in {torch.hub.get_dir()}, "
+                               f"the sample photos in the first data root), or use backbone('cifar10').")
+        reason = f"cifar10 backbone, because the ImageNet AlexNet path is unavailable ({why})"
     else:
         reason = "cifar10 backbone, as asked"
     model, info = trained_cifar10(cfg=cfg, progress=progress)
@@ -158,6 +160,12 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # mean share of the drop too noisy to bar (spread 0.03-0.06 between copies), 100 narrows it; on a
 # random AlexNet 8 let the null run's own random backbone clear its copies' bar (0.532 > 0.521), 24
 # did not (0.462 < 0.542), at about the old check's cost (6 networks x 456 passes at 224 px)
+# compared_classes: 05's classes climbed on both the score and the probability, on the backbone and on
+# 5 untrained copies (2 x 300 steps per class and copy in full mode): on the ImageNet path 4 classes
+# took 503 s of 05's 968 s (2026-12-02, AMD EPYC, 2 cores)
+# judged_classes / matched_classes: 06's class models judged by the second network (the shown classes
+# first), and the shown classes climbed again per prior for the equal-score table; on the ImageNet path
+# all 8 and 3 took 746 s and 364 s of 06's 1,382 s in full mode (2026-12-02, AMD EPYC, 2 cores)
 # class_model_starts: starts per example class for 06's batch of class models (10 classes at chance 10%
 # need 3 each for a binomial margin; 8 ImageNet classes at chance 0.1% need one)
 # sanity_images: images per cascading randomization (05; 9 maps x 3 methods each, on 6 networks: about
@@ -172,28 +180,36 @@ UNTRAINED = "UNTRAINED: initial weights (COURSEKIT_NULL, a null run)"
 # under a minute, inside 08's 15 minutes; 150 generations are where the backbone's median confidence
 # clears the untrained copies' bar in quick mode, and a better-trained full backbone climbs faster)
 CIFAR10_BUDGET = {"occlusion_images": {"quick": 100, "full": 300}, "dream_size": {"quick": 96, "full": 160},
-                  "class_model_starts": {"quick": 3, "full": 3}, "sanity_images": {"quick": 16, "full": 64},
+                  "class_model_starts": {"quick": 3, "full": 3}, "compared_classes": {"quick": 4, "full": 4},
+                  "judged_classes": {"quick": 10, "full": 10}, "matched_classes": {"quick": 1, "full": 3},
+                  "sanity_images": {"quick": 16, "full": 64},
                   "mining_size": {"quick": 96, "full": 96}, "mining_photos": {"quick": 100, "full": 1000},
                   "attack_images": {"quick": 100, "full": 1000},
                   "evolved_classes": {"quick": 5, "full": 9}, "evolved_generations": {"quick": 150, "full": 150}}
 IMAGENET_BUDGET = {"occlusion_images": {"quick": 24, "full": 50}, "dream_size": {"quick": 224, "full": 224},
-                   "class_model_starts": {"quick": 1, "full": 1}, "sanity_images": {"quick": 3, "full": 16},
+                   "class_model_starts": {"quick": 1, "full": 1}, "compared_classes": {"quick": 4, "full": 2},
+                   "judged_classes": {"quick": 8, "full": 3}, "matched_classes": {"quick": 1, "full": 1},
+                   "sanity_images": {"quick": 3, "full": 16},
                    "mining_size": {"quick": 448, "full": 448}, "mining_photos": {"quick": 24, "full": 300},
                    "attack_images": {"quick": 50, "full": 100},
                    "evolved_classes": {"quick": 3, "full": 8}, "evolved_generations": {"quick": 10, "full": 50}}
 # the slides' classes: dumbbell, dalmatian, washing machine, flamingo, indigo bunting, goldfish,
-# chihuahua, strawberry
-IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 151, 949]
+# Japanese spaniel (the "Better Visualizations" slide's (g): index 152, not 151 Chihuahua), strawberry
+IMAGENET_EXAMPLE_CLASSES = [543, 251, 897, 130, 14, 1, 152, 949]
 
 
 def _imagenet_unavailable(cfg) -> str | None:
+    """Why the imagenet path cannot run here: its weights, or the sample photos its notebooks
+    classify and mine (None: both are here or can be downloaded)."""
     if imagenet_weights_cached():
-        return None
-    if cfg.offline:
-        return "offline (COURSEKIT_OFFLINE=1) and not in torch's cache"
-    if not _data.can_download("download.pytorch.org"):
-        return "not in torch's cache and download.pytorch.org cannot be reached"
-    return None
+        why = None
+    elif cfg.offline:
+        why = "the AlexNet weights are not in torch's cache and COURSEKIT_OFFLINE=1 is set"
+    elif not _data.can_download("download.pytorch.org"):
+        why = "the AlexNet weights are not in torch's cache and download.pytorch.org cannot be reached"
+    else:
+        why = None
+    return why or _data.imagenet_samples_unavailable(cfg)
 
 
 def _imagenet_backbone(cfg) -> Backbone:
@@ -391,6 +407,27 @@ def second_network(backbone: Backbone, cfg=None, progress: bool = False) -> tupl
     model = model.to(cfg.device).eval()
     weights = "random weights (null run)" if cfg.null else "ResNet18_Weights.IMAGENET1K_V1"
     return model, {"recipe": {"torchvision": "resnet18", "weights": weights}, "test_top1": None}
+
+
+def trainable_pair(bb: Backbone, cfg=None, progress: bool = True) -> tuple[Backbone, _models.PixelModel, dict]:
+    """Two CIFAR-10 MiniAlexNets trained independently, cheap enough to attack and fine-tune inside a
+    notebook (08: transfer of adversarial examples, Szegedy et al. 2014; adversarial training,
+    Goodfellow et al. 2015): (the cifar10 backbone, its second network, the second's info as
+    `second_network` returns it).
+
+    On the cifar10 path that is `bb` itself and its second network. On the imagenet path, whose
+    224-px AlexNet costs about 50x as much per image as MiniAlexNet, the pair comes from the quick
+    recipes in either mode (`cifar10_recipe` and `second_recipe` with quick=True: every training image
+    for 2 epochs, about 60% top-1, and 300 per class for 2): trained on first use in a few minutes on
+    2 CPU cores, where the full recipes (12 and 6 epochs) would take about a quarter of an hour more
+    of a 15-minute notebook. Raises what `backbone` and `second_network` raise.
+    """
+    cfg = _settings.current(cfg)
+    if bb.name != "cifar10":
+        cfg = replace(cfg, quick=True)  # recipes only: the caller's own sizes still follow its mode
+        bb = backbone("cifar10", cfg, progress)
+    second, info = second_network(bb, cfg, progress)
+    return bb, second, info
 
 
 # ---------------------------------------------------------------- AlexNet's two towers (Figure 3)

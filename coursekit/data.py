@@ -448,15 +448,96 @@ def select_classes(dataset: ImageSet, names) -> ImageSet:
 
 # ---------------------------------------------------------------- ImageNet sample photos
 
+# One photo of each ILSVRC-2012 class, named <wnid>_<name>.JPEG, so sorted by name they follow the
+# classes' index order: github.com/EliSchwartz/imagenet-sample-images, pinned to one commit so the
+# photos behind a cached result never change (a 110 MB zip). Kept with the short side at 256 px, the
+# size torchvision's evaluation transform resizes to before its 224 px centre crop.
+IMAGENET_SAMPLES_URL = ("https://github.com/EliSchwartz/imagenet-sample-images/archive/"
+                        "bc69043e2862758a1906c6a24a792bb28c6bb2ff.zip")
+IMAGENET_SAMPLES_COUNT = 1000
+IMAGENET_SAMPLES_SIDE = 256
+
+
 def imagenet_samples(cfg=None) -> list[tuple[Path, int, str]]:
-    """(path, class index, class name) for the one-photo-per-class ImageNet samples, by index."""
-    folder = find_dataset("imagenet-samples", cfg)
-    if folder is None:
-        cfg = _settings.current(cfg)
-        raise DataNotFoundError(f"no imagenet-samples folder under {[str(r) for r in cfg.data_roots]}; "
-                                f"set COURSEKIT_DATA to a root that has one, or use data.photo(...)")
+    """(path, class index, class name) for the one-photo-per-class ImageNet samples, by index: an
+    imagenet-samples/ folder under a data root, else downloaded once (see `imagenet_samples_folder`).
+    DataNotFoundError, naming the roots searched and both fixes, when there is none and no download."""
+    folder = imagenet_samples_folder(cfg)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    unnamed = [p.name for p in files if "_" not in p.stem]
+    if unnamed:
+        raise ValueError(f"{folder} holds photos not named <wnid>_<class name> (e.g. n01440764_tench.JPEG): "
+                         f"{unnamed[:3]}; move them out: the class index is the photo's place in name order")
     return [(p, i, p.stem.split("_", 1)[1].replace("_", " ")) for i, p in enumerate(files)]
+
+
+def imagenet_samples_unavailable(cfg=None) -> str | None:
+    """Why the ImageNet sample photos cannot be had here (None: they are here or can be downloaded)."""
+    cfg = _settings.current(cfg)
+    if _local_imagenet_samples(cfg) is not None:
+        return None
+    if cfg.offline:
+        return "the ImageNet sample photos are not under the data roots and COURSEKIT_OFFLINE=1 is set"
+    if not can_download("github.com"):
+        return "the ImageNet sample photos are not under the data roots and github.com cannot be reached"
+    return None
+
+
+def imagenet_samples_folder(cfg=None) -> Path:
+    """The imagenet-samples folder: the first data root's, else one downloaded earlier into the
+    cache, else downloaded now from IMAGENET_SAMPLES_URL (about 110 MB) into the first writable data
+    root (else the cache), each photo stored with its short side at 256 px. The download is unpacked
+    beside the target and renamed into place only once complete, so an interrupted one is never
+    taken for the folder."""
+    cfg = _settings.current(cfg)
+    folder = _local_imagenet_samples(cfg)
+    if folder is not None:
+        return folder
+    why = imagenet_samples_unavailable(cfg)
+    if why is not None:
+        roots = "\n  ".join(str(r / "imagenet-samples") for r in cfg.data_roots)
+        raise DataNotFoundError(
+            f"{why}. Searched:\n  {roots}\nGet them either way:\n"
+            f"  1. point COURSEKIT_DATA at a folder holding imagenet-samples/ (one <wnid>_<name>.JPEG "
+            f"per ILSVRC-2012 class), or\n"
+            f"  2. while online (COURSEKIT_OFFLINE unset), run `python -m coursekit prefetch` once: it "
+            f"downloads them from {IMAGENET_SAMPLES_URL} and later runs work offline.")
+    target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
+    return _download_imagenet_samples(Path(target))
+
+
+def _local_imagenet_samples(cfg) -> Path | None:
+    found = find_dataset("imagenet-samples", cfg)
+    downloaded = cfg.cache_dir / "imagenet-samples"
+    return found if found is not None else (downloaded if downloaded.is_dir() else None)
+
+
+def _download_imagenet_samples(target: Path) -> Path:
+    import tempfile
+    from torchvision.datasets.utils import download_and_extract_archive
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / "imagenet-samples"
+    with tempfile.TemporaryDirectory(dir=target, prefix=".imagenet-samples-") as tmp:
+        download_and_extract_archive(IMAGENET_SAMPLES_URL, tmp, filename="imagenet-sample-images.zip")
+        photos = sorted(p for p in Path(tmp).rglob("n*_*.JPEG"))
+        if len(photos) != IMAGENET_SAMPLES_COUNT:
+            raise RuntimeError(f"{IMAGENET_SAMPLES_URL} held {len(photos)} sample photos, not "
+                               f"{IMAGENET_SAMPLES_COUNT} (one per ILSVRC-2012 class): download it again")
+        staging = Path(tmp) / "imagenet-samples"
+        staging.mkdir()
+        for path in photos:
+            with Image.open(path) as photo:
+                photo = ImageOps.exif_transpose(photo).convert("RGB")
+                scale = IMAGENET_SAMPLES_SIDE / min(photo.size)
+                if scale < 1:
+                    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+                photo.save(staging / path.name, "JPEG", quality=95)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise  # not "another process finished first", whose folder is kept
+    return final
 
 
 def imagenet_photos(n: int | None, size: int, seed: int = 0, classes=None, cfg=None) -> ImageSet:

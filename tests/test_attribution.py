@@ -29,6 +29,25 @@ def test_saliency_is_max_abs_gradient_over_channels():
     assert torch.allclose(sal[0], model[1].weight[0].view(3, 2, 2).abs().amax(0))
 
 
+@pytest.mark.parametrize("method", attribution.METHODS)
+@pytest.mark.parametrize("target", ["per image", 1, None])
+def test_a_long_batch_is_split_into_chunks_with_the_same_maps(monkeypatch, method, target):
+    """Each image's score is summed, so chunks of BACKPROP_BATCH images give each image the map it
+    gets in one pass: per-image targets follow their images, a shared or default target stays."""
+    torch.manual_seed(0)
+    model = models.mini_alexnet(width=0.125, dropout=0.0).eval()
+    x = torch.rand(11, 3, 32, 32)
+    target = torch.arange(11) % 10 if target == "per image" else target
+    whole = attribution.attribute(model, x, method, target=target)
+    monkeypatch.setattr(attribution, "BACKPROP_BATCH", 4)
+    chunked = attribution.attribute(model, x, method, target=target)
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    monkeypatch.setattr(attribution, "BACKPROP_BATCH", 64)
+    unit = attribution.attribute(model, x, method, layer="conv3", unit=2)
+    monkeypatch.setattr(attribution, "BACKPROP_BATCH", 3)
+    assert torch.allclose(unit, attribution.attribute(model, x, method, layer="conv3", unit=2), atol=1e-6)
+
+
 def test_default_target_is_the_predicted_class():
     model = linear_model()
     x = torch.randn(1, 3, 2, 2)

@@ -30,6 +30,15 @@ def test_imagenet_backbone_offline_says_why(monkeypatch):
         backbones.backbone("imagenet")
 
 
+def test_auto_takes_cifar10_when_the_weights_are_here_but_the_sample_photos_cannot_be_had(tiny_cifar, monkeypatch):
+    """The ImageNet path's notebooks classify and mine the sample photos: with the weights cached but
+    no photos and no download (offline), auto must not pick a path that fails in 01-08."""
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")  # initial weights: nothing is trained here
+    monkeypatch.setattr(backbones, "imagenet_weights_cached", lambda weights=None: True)
+    bb = backbones.backbone("auto")
+    assert bb.name == "cifar10" and "sample photos" in bb.reason and "COURSEKIT_OFFLINE=1" in bb.reason
+
+
 def test_imagenet_backbone_with_real_weights():
     if not backbones.imagenet_weights_cached():
         pytest.skip("needs torchvision's IMAGENET1K_V1 AlexNet weights in torch's cache (download once online)")
@@ -255,7 +264,7 @@ def test_photo_preprocessing_is_alexnets_own(shape):
 def test_the_slides_example_classes_are_the_imagenet_indices_we_use():
     names = [backbones.imagenet_classes()[i] for i in backbones.IMAGENET_EXAMPLE_CLASSES]
     assert names == ["dumbbell", "dalmatian", "washer", "flamingo", "indigo bunting", "goldfish",
-                     "Chihuahua", "strawberry"]
+                     "Japanese spaniel", "strawberry"]
 
 
 @pytest.mark.parametrize("name,index", [("ostrich", 9), ("giant panda", 388), ("gibbon", 368), ("bucket", 463)])
@@ -320,3 +329,20 @@ def test_trains_in_null_trains_on_shuffled_labels_only_in_that_null(tiny_cifar, 
     shuffled, info = backbones.trained_cifar10(tiny, progress=False, trains_in_null=True)
     assert info["trained_now"] and "null-shuffled-labels" in info["path"]
     assert not torch.equal(shuffled.net.conv1.weight.cpu(), start.net.conv1.weight.cpu())
+
+
+def test_the_trainable_pair_is_the_backbone_itself_on_cifar10_and_the_quick_recipes_on_imagenet(monkeypatch):
+    """08's attacked and fine-tuned pair: on the imagenet path, the quick recipes in full mode too (a
+    first full-mode pass must not train the 12-epoch backbone inside a 15-minute notebook); on the
+    cifar10 path, the backbone the rest of the notebook uses."""
+    monkeypatch.setenv("COURSEKIT_NULL", "untrained")  # initial weights: nothing is trained here
+    monkeypatch.setenv("COURSEKIT_QUICK", "0")
+    monkeypatch.setattr(backbones._train, "evaluate", lambda model, images: {"top1": 0.1, "top5": 0.5})
+    fake = backbones.Backbone("imagenet", None, backbones.imagenet_classes(), 224, models.IMAGENET_MEAN,
+                              models.IMAGENET_STD, [])
+    cifar, second, info = backbones.trainable_pair(fake, progress=False)
+    quick = dataclasses.replace(settings.current(), quick=True)
+    assert cifar.name == "cifar10" and cifar.info["recipe"] == backbones.cifar10_recipe(quick)
+    assert info["recipe"] == backbones.second_recipe(quick) != backbones.second_recipe()
+    same, _, full_info = backbones.trainable_pair(cifar, progress=False)
+    assert same is cifar and full_info["recipe"] == backbones.second_recipe()

@@ -11,6 +11,7 @@ import torch
 import coursekit
 from coursekit import data, models, settings
 from coursekit.__main__ import main, parser
+from conftest import make_image_folder
 
 
 @pytest.fixture
@@ -115,9 +116,13 @@ def test_prefetch_offline_fails_and_says_why_and_what_to_do(capsys, tmp_path, mo
 
 def test_prefetch_offline_succeeds_when_nothing_is_missing(capsys, tiny_cifar, torch_home):
     fake_all_weights(torch_home)
+    make_image_folder(tiny_cifar, ["imagenet-samples"], per_class=2)  # two photos in tiny_cifar/imagenet-samples
+    for k, photo in enumerate(sorted((tiny_cifar / "imagenet-samples").iterdir())):
+        photo.rename(photo.with_name(f"n0000000{k}_class_{k}.png"))
     code, out, err = run(capsys, "prefetch")
     assert code == 0 and not err
     assert "CIFAR-10 train: ready (60 images)" in out and "CIFAR-10 test: ready (20 images)" in out
+    assert f"ImageNet sample photos: ready (2 in {tiny_cifar / 'imagenet-samples'})" in out
 
 
 def test_prefetch_online_uses_the_course_download_functions(capsys, tmp_path, monkeypatch, isolated_cache,
@@ -133,13 +138,20 @@ def test_prefetch_online_uses_the_course_download_functions(capsys, tmp_path, mo
 
     monkeypatch.setattr(data, "can_download", lambda host="", timeout=0: True)
     monkeypatch.setattr(data, "_download_cifar10", download_cifar10)
+    def download_samples(target):
+        calls.append(("samples", target))
+        make_image_folder(target, ["imagenet-samples"], per_class=1)
+        (target / "imagenet-samples" / "0.png").rename(target / "imagenet-samples" / "n01440764_tench.png")
+        return target / "imagenet-samples"
+
+    monkeypatch.setattr(data, "_download_imagenet_samples", download_samples)
     monkeypatch.setattr(models, "alexnet", lambda pretrained=True: calls.append(("alexnet", pretrained)))
     monkeypatch.setattr(models, "resnet18", lambda pretrained=True: calls.append(("resnet18", pretrained)))
     code, out, err = run(capsys, "prefetch")
     assert code == 0, err
     # downloads land in the data root (created if missing), where clean-cache never deletes them
     assert calls == [("cifar10", "train", tmp_path / "data"), ("cifar10", "test", tmp_path / "data"),
-                     ("alexnet", True), ("resnet18", True)]
+                     ("samples", tmp_path / "data"), ("alexnet", True), ("resnet18", True)]
     assert "downloaded" in out
 
 

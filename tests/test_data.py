@@ -200,3 +200,84 @@ def test_imagenet_photos_at_any_size_in_a_seeded_order():
     assert torch.equal(photos.labels, again.labels), "the seed fixes which photos, whatever the size"
     samples = data.imagenet_samples()
     assert photos.classes[int(photos.labels[0])] == samples[int(photos.labels[0])][2]
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """A local web server for tmp_path/served: the download code runs as it does against GitHub."""
+    import functools
+    import http.server
+    import threading
+    folder = tmp_path / "served"
+    folder.mkdir()
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *args: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _samples_archive(tmp_path, serve, names, size=(400, 300)):
+    """A zip laid out like GitHub's archive of the samples repository (one folder, photos and a
+    README), served locally: its URL."""
+    import shutil
+    repo = tmp_path / "zip" / "imagenet-sample-images-bc69043"
+    repo.mkdir(parents=True)
+    for name in names:
+        Image.fromarray(np.full((size[1], size[0], 3), 128, np.uint8)).save(repo / f"{name}.JPEG")
+    (repo / "README.md").write_text("one image per class")
+    shutil.make_archive(str(serve[0] / "samples"), "zip", tmp_path / "zip")
+    return f"{serve[1]}/samples.zip"
+
+
+@pytest.fixture
+def online_without_samples(tmp_path, monkeypatch, isolated_cache):
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("COURSEKIT_DATA", str(root))
+    monkeypatch.delenv("COURSEKIT_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "can_download", lambda host="", timeout=2.0: True)  # served from this machine
+    return root
+
+
+def test_the_imagenet_samples_are_downloaded_once_when_no_root_has_them(tmp_path, monkeypatch, serve,
+                                                                       online_without_samples):
+    """The path a student online without a copy takes (Colab): downloaded into the first data root,
+    stored at the short side the evaluation transform uses, read from there the next time."""
+    names = ["n01440764_tench", "n01443537_goldfish", "n15075141_toilet_tissue"]
+    monkeypatch.setattr(data, "IMAGENET_SAMPLES_URL", _samples_archive(tmp_path, serve, names))
+    monkeypatch.setattr(data, "IMAGENET_SAMPLES_COUNT", 3)
+    assert data.imagenet_samples_unavailable() is None
+    samples = data.imagenet_samples()
+    assert [(i, name) for _, i, name in samples] == [(0, "tench"), (1, "goldfish"), (2, "toilet tissue")]
+    assert {path.parent for path, _, _ in samples} == {online_without_samples / "imagenet-samples"}
+    with Image.open(samples[0][0]) as photo:
+        assert photo.size == (341, 256)  # 400 x 300, short side to 256
+    monkeypatch.setattr(data, "IMAGENET_SAMPLES_URL", f"{serve[1]}/gone.zip")  # no second download
+    assert data.imagenet_samples() == samples
+    assert [p.name for p in online_without_samples.iterdir()] == ["imagenet-samples"]  # nothing half-done left
+
+
+def test_an_incomplete_samples_download_is_refused_and_leaves_no_folder(tmp_path, monkeypatch, serve,
+                                                                        online_without_samples):
+    monkeypatch.setattr(data, "IMAGENET_SAMPLES_URL", _samples_archive(tmp_path, serve, ["n01440764_tench"]))
+    with pytest.raises(RuntimeError, match="held 1 sample photos, not 1000"):
+        data.imagenet_samples()
+    assert list(online_without_samples.iterdir()) == []
+
+
+def test_without_samples_and_offline_the_error_names_both_fixes(monkeypatch, online_without_samples):
+    monkeypatch.setenv("COURSEKIT_OFFLINE", "1")
+    assert "COURSEKIT_OFFLINE=1" in data.imagenet_samples_unavailable()
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.imagenet_samples()
+    message = str(err.value)
+    assert str(online_without_samples / "imagenet-samples") in message and "COURSEKIT_DATA" in message
+    assert "coursekit prefetch" in message
+
+
+def test_a_samples_folder_with_unnamed_photos_says_which(tmp_path, monkeypatch, isolated_cache):
+    make_image_folder(tmp_path, ["imagenet-samples"], per_class=2)
+    monkeypatch.setenv("COURSEKIT_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match=r"not named <wnid>_<class name>.*0\.png"):
+        data.imagenet_samples()
