@@ -195,6 +195,18 @@ NOTES = """## How to read these numbers
   without the 15-minute stop, so a row gives the real time and names any cell that raised. Full mode
   is sized to fit 15 minutes here; where a paper's own scale costs more (01's race, 10's seeds), the
   notebook names the constants to raise.
+- course_walltime_imagenet_full (`--imagenet --full`) times the path online students get, on stand-in
+  random weights for AlexNet and ResNet-18 (the real ones cannot be downloaded here): the same sizes
+  and loops as with the real weights, except where a cell's work depends on what the network gets
+  right (a random network classifies almost nothing, so a selection falls back to all images). Its
+  first run (2026-12-02, AMD EPYC with bf16) had 05 at 968 s and 8.5 GB (saliency of 1,000 photos in
+  one backward pass) and 06 at 1,382 s (every example class climbed under each prior); they were
+  resized (saliency in chunks, `compared_classes`, `judged_classes`, `matched_classes` in
+  backbones.IMAGENET_BUDGET) and rerun, the other rows are from that first run. 08's time includes
+  training its quick-recipe CIFAR-10 pair (backbones.trainable_pair). On an AMD EPYC without AVX-512
+  09 took 559 s (3.8x): on such a CPU the 600-800 s rows would pass 15 minutes. 00, 01, 03, 10 and 11
+  are not measured on this path yet (their cost is mostly their own CIFAR-10 training, but 03 mines
+  1,000 photos and 11 extracts relu7 features of CIFAR-10 at 224 px).
 - time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
   continue one full-recipe training until it is complete; each epoch's seconds were measured
   in the run that trained it.
@@ -220,8 +232,10 @@ NOTES = """## How to read these numbers
     (2026-12-02, the backbone's progress bar), 1.9x and 3.4x slower. Not measured yet as levers:
     label smoothing, an EMA of the weights, test-time flips, wider or narrower networks.
   - `make test` within 30 minutes (issue 23; measured with `bash .ci/run` in a fresh clone, ../shared
-    beside it): 52 minutes on an Intel Xeon with AVX-512 (2026-12-01, with all twelve notebooks on
-    the ImageNet path; 34 before they joined), about 103 projected on an AMD EPYC without AVX-512
+    beside it): met only on a CPU with bf16, 29.9 minutes on an AMD EPYC with AVX-512 and bf16
+    (2026-12-02, six ImageNet runs); 52 minutes on an Intel Xeon with AVX-512 but no bf16
+    (2026-12-01, with all twelve notebooks on the ImageNet path; 34 before they joined), about 103
+    projected on an AMD EPYC without AVX-512
     (2026-12-02: each phase 1.8-2.1x as long), so six of the ImageNet runs moved to `make nullruns`
     (README, "Measured here", has the phases). The cause: each notebook runs three times (on the
     real setup in JupyterLab, in its null, on the ImageNet path), one thread per kernel on two
