@@ -202,11 +202,12 @@ NOTES = """## How to read these numbers
   first run (2026-12-02, AMD EPYC with bf16) had 05 at 968 s and 8.5 GB (saliency of 1,000 photos in
   one backward pass) and 06 at 1,382 s (every example class climbed under each prior); they were
   resized (saliency in chunks, `compared_classes`, `judged_classes`, `matched_classes` in
-  backbones.IMAGENET_BUDGET) and rerun, the other rows are from that first run. 08's time includes
+  backbones.IMAGENET_BUDGET) and rerun; 09 and 11 were rerun together (09 then trained the source
+  network 11 reuses, which 02 had trained in the first run: 272 s against 149 s). 08's time includes
   training its quick-recipe CIFAR-10 pair (backbones.trainable_pair). On an AMD EPYC without AVX-512
-  09 took 559 s (3.8x): on such a CPU the 600-800 s rows would pass 15 minutes. 00, 01, 03, 10 and 11
-  are not measured on this path yet (their cost is mostly their own CIFAR-10 training, but 03 mines
-  1,000 photos and 11 extracts relu7 features of CIFAR-10 at 224 px).
+  09 took 559 s: on such a CPU the 550-800 s rows would pass 15 minutes. 00, 01, 03 and 10 are not
+  measured on this path yet (their cost is mostly their own CIFAR-10 training, but 03 mines 1,000
+  photos at 224 px).
 - time_to_accuracy keeps its checkpoints in benchmarks/results/, so repeated `make bench` runs
   continue one full-recipe training until it is complete; each epoch's seconds were measured
   in the run that trained it.
