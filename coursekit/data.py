@@ -365,8 +365,14 @@ def can_download(host: str = "download.pytorch.org", timeout: float = 2.0) -> bo
         return False
 
 
+def _download_root(cfg) -> Path:
+    """Where a download lands: the first data root, or the cache where that root is not writable
+    (downloads kept in a data root survive clean-cache)."""
+    return Path(cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir)
+
+
 def _downloaded_cifar10(split: str, cfg) -> ImageSet:
-    target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
+    target = _download_root(cfg)
 
     def download() -> dict:
         # an earlier download (prefetch, or torchvision run by hand) works offline: look before asking
@@ -502,8 +508,7 @@ def imagenet_samples_folder(cfg=None) -> Path:
             f"per ILSVRC-2012 class), or\n"
             f"  2. while online (COURSEKIT_OFFLINE unset), run `python -m coursekit prefetch` once: it "
             f"downloads them from {IMAGENET_SAMPLES_URL} and later runs work offline.")
-    target = cfg.data_roots[0] if os.access(cfg.data_roots[0], os.W_OK) else cfg.cache_dir
-    return _download_imagenet_samples(Path(target))
+    return _download_imagenet_samples(_download_root(cfg))
 
 
 def _local_imagenet_samples(cfg) -> Path | None:
